@@ -1,0 +1,143 @@
+"""Run configuration: frozen dataclasses of primitives, profiles, and dict round trips.
+
+No torch here (DESIGN.md: config is imported by everything).  A *profile* is a named set of defaults:
+``paper`` is the protocol of the papers, ``quick`` fits minutes on a 2-core CPU, ``smoke`` fits seconds (CI).
+Any parameter overrides the profile.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Liu et al. 2019, CIFAR protocol (PAPERS.md): 160 epochs, batch 64/256, fine-tune 40 epochs at lr 0.001.
+    "paper": dict(epochs=160, finetune_epochs=40, batch_size=64, train_subset=None, test_subset=None,
+                  width_mult=1.0),
+    # Same schedule shape (lr /10 at 50% and 75%), a training subset and one width multiplier applied to the
+    # original and the pruned widths alike, so that one Table 1 row takes minutes on 2 CPU cores.
+    "quick": dict(epochs=6, finetune_epochs=2, batch_size=64, train_subset=2000, test_subset=1000,
+                  width_mult=0.25),
+    # Seconds: exercises every code path, numbers mean nothing.
+    "smoke": dict(epochs=2, finetune_epochs=1, batch_size=32, train_subset=128, test_subset=128,
+                  width_mult=0.125),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown or out of range."""
+
+
+def known(kind: str, name: str, names) -> ConfigError:
+    """The error for an unknown name: it lists the known ones (house rule 4)."""
+    return ConfigError(f"unknown {kind} {name!r}; known: {', '.join(sorted(names))}")
+
+
+def resolve_profile(profile: str, device: str) -> str:
+    """``auto`` means ``paper`` on CUDA and ``quick`` elsewhere."""
+    if profile == "auto":
+        return "paper" if str(device).startswith("cuda") else "quick"
+    if profile not in PROFILES:
+        raise known("profile", profile, list(PROFILES) + ["auto"])
+    return profile
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "cifar10"
+    root: Optional[str] = None          # None: $RETHINK_DATA, else ./.data
+    train_subset: Optional[int] = None  # first-N-per-seeded-permutation training images; None = all
+    test_subset: Optional[int] = None
+    batch_size: int = 64
+    test_batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 160                   # large model and Scratch-E
+    lr: float = 0.1
+    milestones: tuple = (0.5, 0.75)     # fractions of the epochs where lr is divided by 10
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    finetune_epochs: int = 40
+    finetune_lr: float = 0.001          # constant during fine-tuning
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    method: str = "l1-norm"
+    variant: Optional[str] = None       # e.g. "vgg16-a"; None: uniform prune_ratio
+    prune_ratio: Optional[float] = None  # fraction of filters REMOVED per prunable layer
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    arch: str = "vgg16"
+    profile: str = "quick"
+    device: str = "cpu"
+    width_mult: float = 1.0
+    seeds: tuple = (0,)
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        sub = {"data": DataConfig, "train": TrainConfig, "prune": PruneConfig}
+        kw = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            if f.name in sub:
+                v = _build(sub[f.name], v)
+            elif isinstance(v, list):
+                v = tuple(v)
+            kw[f.name] = v
+        return cls(**kw)
+
+
+def _build(cls, d: dict):
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def make_config(*, arch: str, profile: str = "auto", device: str = "auto", dataset: str = "cifar10",
+                method: str = "l1-norm", variant: Optional[str] = None, prune_ratio: Optional[float] = None,
+                seeds=(0,), data_root: Optional[str] = None, output_dir: str = "runs",
+                **overrides) -> RunConfig:
+    """Flat primitives (a notebook's parameters cell) -> a RunConfig.
+
+    ``overrides`` take any field of DataConfig/TrainConfig by name, plus ``width_mult``; a value of None keeps
+    the profile's default.
+    """
+    if device == "auto":
+        device = _auto_device()
+    profile = resolve_profile(profile, device)
+    if prune_ratio is not None and not 0.0 <= prune_ratio < 1.0:
+        raise ConfigError(f"prune_ratio must be in [0, 1): it is the fraction of filters removed; got {prune_ratio}")
+    values = dict(PROFILES[profile])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    names = {f.name for c in (DataConfig, TrainConfig) for f in fields(c)} | {"width_mult"}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {', '.join(sorted(names))}")
+    pick = lambda cls: {f.name: values[f.name] for f in fields(cls) if f.name in values}  # noqa: E731
+    return RunConfig(
+        arch=arch, profile=profile, device=device, width_mult=float(values.get("width_mult", 1.0)),
+        seeds=tuple(int(s) for s in seeds), output_dir=str(output_dir),
+        data=DataConfig(dataset=dataset, root=data_root, **pick(DataConfig)),
+        train=TrainConfig(**pick(TrainConfig)),
+        prune=PruneConfig(method=method, variant=variant, prune_ratio=prune_ratio),
+    )
+
+
+def _auto_device() -> str:
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # config has no hard torch dependency
+        return "cpu"

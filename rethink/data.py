@@ -1,0 +1,182 @@
+"""Datasets by name, held as uint8 tensors on the training device, augmented there per batch.
+
+The whole training set of CIFAR or Fashion-MNIST is small (150 MB as uint8), so it is loaded once and kept on
+the device; normalisation, pad-4 random crop and horizontal flip run as tensor ops on each batch, seeded.  On a
+CPU this is faster than PIL transforms in a DataLoader, and on a GPU it keeps the device busy.  The batches are
+the same ``(images, labels)`` a DataLoader gives.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .config import DataConfig, known
+
+# Debian's dataset-fashion-mnist package puts the (recompressed) idx files here.
+SYSTEM_FASHION_MNIST = ("/usr/share/datasets/fashion-mnist",)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is not on disk and could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    in_channels: int
+    mean: tuple
+    std: tuple
+    load: Callable[[Path, bool], tuple]  # (root, train) -> (uint8 images N,C,32,32, int64 labels N)
+
+
+def data_root(root: Optional[str] = None) -> Path:
+    """``root``, else $RETHINK_DATA, else ./.data."""
+    return Path(root or os.environ.get("RETHINK_DATA") or ".data").expanduser()
+
+
+def _torchvision_cifar(cls_name: str, how: str):
+    def load(root: Path, train: bool):
+        import torchvision
+        cls = getattr(torchvision.datasets, cls_name)
+        try:
+            ds = cls(str(root), train=train, download=False)
+        except RuntimeError:
+            try:  # not on disk: download where the network allows it
+                ds = cls(str(root), train=train, download=True)
+            except Exception as e:  # noqa: BLE001 (URLError, OSError, RuntimeError all mean "not available")
+                raise DatasetNotFoundError(
+                    f"{cls_name} not found under {root.resolve()} and the download failed ({e}). {how}") from None
+        x = torch.as_tensor(ds.data).permute(0, 3, 1, 2).contiguous()  # N,32,32,3 -> N,3,32,32
+        return x, torch.as_tensor(ds.targets, dtype=torch.int64)
+    return load
+
+
+def _fashion_mnist(root: Path, train: bool):
+    import torchvision
+    raw = root / "FashionMNIST" / "raw"
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    looked = [str(raw.resolve())]
+    if not all((raw / n).exists() for n in names):
+        for folder in SYSTEM_FASHION_MNIST:
+            looked.append(folder)
+            if all((Path(folder) / (n + ".gz")).exists() for n in names):
+                # Debian recompressed the .gz files, so torchvision's md5 check of the archives fails; the idx
+                # files inside are the originals, and torchvision reads decompressed idx files without a check.
+                raw.mkdir(parents=True, exist_ok=True)
+                for n in names:
+                    tmp = raw / (n + ".part")
+                    with gzip.open(Path(folder) / (n + ".gz")) as src, open(tmp, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    os.replace(tmp, raw / n)
+                break
+    try:
+        ds = torchvision.datasets.FashionMNIST(str(root), train=train, download=False)
+    except RuntimeError:
+        try:
+            ds = torchvision.datasets.FashionMNIST(str(root), train=train, download=True)
+        except Exception as e:  # noqa: BLE001
+            raise DatasetNotFoundError(
+                f"Fashion-MNIST not found (looked in {', '.join(looked)}) and the download failed ({e}). "
+                "Get it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put the four idx files "
+                f"in {raw.resolve()}, or run where torchvision can download it.") from None
+    x = F.pad(ds.data, (2, 2, 2, 2)).unsqueeze(1)  # 28x28 -> 32x32 (zero border), one channel
+    return x.contiguous(), ds.targets.to(torch.int64)
+
+
+_CIFAR_HOW = ("Download it on a machine with internet (torchvision does it on first use) and copy the folder "
+              "{folder} under the data root, or set RETHINK_DATA / the data root parameter to where it is.")
+
+DATASETS: dict[str, DatasetInfo] = {
+    "cifar10": DatasetInfo("cifar10", 10, 3, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
+                           _torchvision_cifar("CIFAR10", _CIFAR_HOW.format(folder="cifar-10-batches-py"))),
+    "cifar100": DatasetInfo("cifar100", 100, 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                            _torchvision_cifar("CIFAR100", _CIFAR_HOW.format(folder="cifar-100-python"))),
+    "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, (0.2860,), (0.3530,), _fashion_mnist),
+}
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise known("dataset", name, DATASETS)
+    return DATASETS[name]
+
+
+def list_datasets() -> list[str]:
+    return sorted(DATASETS)
+
+
+class TensorLoader:
+    """Batches of a uint8 image tensor, normalised (and augmented when ``augment``) on its device.
+
+    Augmentation is the papers' CIFAR one: zero-pad 4, random 32x32 crop, horizontal flip with p=0.5.  Order
+    and augmentation come from a generator seeded with ``seed`` and advanced every epoch.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo, batch_size: int,
+                 shuffle: bool, augment: bool, seed: int = 0, device="cpu"):
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(info.mean, device=self.device).view(shape) * 255
+        self.std = torch.tensor(info.std, device=self.device).view(shape) * 255
+        self.generator = torch.Generator(device=self.device)
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the order/augmentation stream, so that each training run sees the same batches."""
+        self.generator.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        padded = F.pad(x, (4, 4, 4, 4))
+        dy = torch.randint(0, 9, (b,), device=self.device, generator=self.generator)
+        dx = torch.randint(0, 9, (b,), device=self.device, generator=self.generator)
+        rows = (dy[:, None] + torch.arange(h, device=self.device))[:, :, None]  # b,h,1
+        cols = (dx[:, None] + torch.arange(w, device=self.device))[:, None, :]  # b,1,w
+        crop = padded.permute(0, 2, 3, 1)[torch.arange(b, device=self.device)[:, None, None], rows, cols]
+        crop = crop.permute(0, 3, 1, 2)
+        flip = torch.rand(b, device=self.device, generator=self.generator) < 0.5
+        return torch.where(flip[:, None, None, None], crop.flip(3), crop)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.labels)
+        order = (torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle
+                 else torch.arange(n, device=self.device))
+        for i in range(0, n, self.batch_size):
+            idx = order[i:i + self.batch_size]
+            x = self.images[idx]
+            if self.augment:
+                x = self._augment(x)
+            yield (x.float() - self.mean) / self.std, self.labels[idx]
+
+
+def _subset(x: torch.Tensor, y: torch.Tensor, n: Optional[int]):
+    """The first n of a fixed permutation (seed 0): every run seed sees the same images."""
+    if n is None or n >= len(y):
+        return x, y
+    idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n]
+    return x[idx], y[idx]
+
+
+def get_loaders(cfg: DataConfig, device="cpu", seed: int = 0) -> tuple[TensorLoader, TensorLoader, DatasetInfo]:
+    """(train loader, test loader, dataset info) for ``cfg``; the training order is seeded by ``seed``."""
+    info = get_dataset_info(cfg.dataset)
+    root = data_root(cfg.root)
+    xtr, ytr = _subset(*info.load(root, True), cfg.train_subset)
+    xte, yte = _subset(*info.load(root, False), cfg.test_subset)
+    train = TensorLoader(xtr, ytr, info, cfg.batch_size, shuffle=True, augment=True, seed=seed, device=device)
+    test = TensorLoader(xte, yte, info, cfg.test_batch_size, shuffle=False, augment=False, device=device)
+    return train, test, info

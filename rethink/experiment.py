@@ -1,0 +1,147 @@
+"""The protocol of Liu et al. 2019 as functions: train the large model (baseline) -> prune -> fine-tune |
+Scratch-E | Scratch-B, for each seed, with one record per run.
+
+Baselines are cached as checkpoints keyed by everything that determines them (arch, widths, data, schedule,
+seed), so a second experiment on the same baseline (another variant, another method) reuses it.  Records of
+finished runs are reused too (``resume=True``), so an interrupted experiment continues where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .config import RunConfig
+from .data import DatasetInfo, get_loaders
+from .metrics import count_flops, count_params
+from .models import default_widths, get_model, scale_widths
+from .prune import get_method
+from .records import atomic_torch_save, provenance, read_record, write_record
+from .train import Schedule, train
+
+REGIMES = ("fine-tune", "scratch-e", "scratch-b")
+
+
+def scratch_b_epochs(epochs: int, flops_large: int, flops_pruned: int) -> int:
+    """Scratch-B: the pruned model gets the large model's compute budget, int(E * FLOPs_large / FLOPs_pruned)
+    epochs (no cap on CIFAR, as in the papers' code)."""
+    return int(epochs * flops_large / flops_pruned)
+
+
+def cache_dir() -> Path:
+    """$RETHINK_CACHE, else ~/.cache/rethink."""
+    return Path(os.environ.get("RETHINK_CACHE") or Path.home() / ".cache" / "rethink")
+
+
+def original_widths(cfg: RunConfig) -> list:
+    """The unpruned widths of ``cfg.arch`` with the profile's width multiplier applied."""
+    return scale_widths(default_widths(cfg.arch), cfg.width_mult)
+
+
+def build_model(cfg: RunConfig, info: DatasetInfo, widths=None) -> nn.Module:
+    model = get_model(cfg.arch, info.num_classes, widths or original_widths(cfg), info.in_channels)
+    return model.to(cfg.device)
+
+
+def _schedule(cfg: RunConfig, epochs: int) -> Schedule:
+    t = cfg.train
+    return Schedule(epochs, t.lr, tuple(t.milestones), t.momentum, t.weight_decay)
+
+
+def baseline_key(cfg: RunConfig, seed: int) -> str:
+    """Hash of what determines a trained baseline; the method, variant and device do not."""
+    d = cfg.to_dict()
+    key = dict(arch=cfg.arch, widths=original_widths(cfg), data={k: v for k, v in d["data"].items() if k != "root"},
+               train={k: v for k, v in d["train"].items() if not k.startswith("finetune")}, seed=seed)
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, test_loader,
+                 progress: bool = True) -> tuple[nn.Module, dict, bool]:
+    """(trained large model, its metrics, whether it came from the cache).  A checkpoint that cannot be read or
+    does not fit is reported and retrained."""
+    path = cache_dir() / "baselines" / f"{cfg.arch}-{baseline_key(cfg, seed)}.pt"
+    if path.exists():
+        try:
+            ckpt = torch.load(path, map_location=cfg.device, weights_only=True)
+            model = build_model(cfg, info, ckpt["widths"])
+            model.load_state_dict(ckpt["state_dict"])
+            return model, ckpt["metrics"], True
+        except Exception as e:  # noqa: BLE001 (truncated file, wrong keys, wrong shapes: all mean retrain)
+            warnings.warn(f"baseline checkpoint {path} is unusable ({type(e).__name__}: {e}); retraining it")
+    torch.manual_seed(seed)
+    model = build_model(cfg, info)
+    train_loader.reseed(seed)
+    metrics = train(model, train_loader, test_loader, _schedule(cfg, cfg.train.epochs), progress=progress,
+                    desc=f"baseline {cfg.arch} seed {seed}")
+    atomic_torch_save(dict(arch=cfg.arch, num_classes=info.num_classes, in_channels=info.in_channels,
+                           widths=list(model.widths), state_dict=model.state_dict(), metrics=metrics), path)
+    return model, metrics, False
+
+
+def run_id(cfg: RunConfig, regime: str, seed: int) -> str:
+    p = cfg.prune
+    what = p.variant or f"{cfg.arch}-p{p.prune_ratio:g}"
+    if regime == "baseline":
+        what = cfg.arch
+    return f"{cfg.data.dataset}-{cfg.profile}-{p.method if regime != 'baseline' else 'unpruned'}-{what}-{regime}-s{seed}"
+
+
+def _model_info(model: nn.Module, info: DatasetInfo) -> dict:
+    return dict(arch=model.arch, widths=list(model.widths), params=count_params(model),
+                flops=count_flops(model, (info.in_channels, 32, 32)))
+
+
+def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -> list[dict]:
+    """Run the whole protocol for every seed of ``cfg``; returns the records (baseline and the three regimes)."""
+    out = Path(cfg.output_dir) / "records"
+    train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
+    records = []
+    for seed in cfg.seeds:
+        t0 = time.time()
+        base, base_metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
+        base_info = _model_info(base, info)
+        path = out / f"{run_id(cfg, 'baseline', seed)}.json"
+        rec = read_record(path) if resume else None
+        if rec is None or rec["metrics"] != base_metrics:
+            rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(), metrics=base_metrics,
+                       model=base_info, baseline_cached=cached, provenance=provenance(cfg.device, time.time() - t0))
+            write_record(rec, path)
+        records.append(rec)
+
+        result = get_method(cfg.prune.method)(copy.deepcopy(base), variant=cfg.prune.variant,
+                                              prune_ratio=cfg.prune.prune_ratio)
+        pruned_info = _model_info(result.model, info)
+        epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"])
+        for regime in REGIMES:
+            path = out / f"{run_id(cfg, regime, seed)}.json"
+            rec = read_record(path) if resume else None
+            if rec is not None and rec.get("config") == cfg.to_dict() and rec["model"]["widths"] == result.widths:
+                records.append(rec)  # finished earlier with the same settings: reuse
+                continue
+            t0 = time.time()
+            if regime == "fine-tune":
+                model = copy.deepcopy(result.model)
+                schedule = Schedule(cfg.train.finetune_epochs, cfg.train.finetune_lr, (), cfg.train.momentum,
+                                    cfg.train.weight_decay)
+            else:
+                torch.manual_seed(seed)
+                model = build_model(cfg, info, result.widths)
+                schedule = _schedule(cfg, cfg.train.epochs if regime == "scratch-e" else epochs_b)
+            train_loader.reseed(seed)
+            metrics = train(model, train_loader, test_loader, schedule, progress=progress,
+                            desc=f"{regime} {cfg.prune.variant or cfg.arch} seed {seed}")
+            rec = dict(run_id=path.stem, regime=regime, seed=seed, config=cfg.to_dict(), metrics=metrics,
+                       model=pruned_info, baseline=dict(flops=base_info["flops"], params=base_info["params"],
+                                                        widths=base_info["widths"], cached=cached),
+                       prune=dict(clamped=result.clamped), provenance=provenance(cfg.device, time.time() - t0))
+            write_record(rec, path)
+            records.append(rec)
+    return records

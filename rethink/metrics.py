@@ -1,0 +1,53 @@
+"""Model size and accuracy.  FLOPs here means multiply-accumulates of conv and linear layers, the unit pruning
+papers call "FLOPs" (PAPERS.md); BN, ReLU, pooling and the residual sums are not counted."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def count_params(model: nn.Module, nonzero: bool = False) -> int:
+    """Number of parameters (``nonzero=True``: only the non-zero entries, for masked models)."""
+    return int(sum((p != 0).sum().item() if nonzero else p.numel() for p in model.parameters()))
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, input_shape=(3, 32, 32), nonzero: bool = False) -> int:
+    """Multiply-accumulates of one forward pass of one input of ``input_shape`` (C, H, W).
+
+    ``nonzero=True`` counts only non-zero weights (unstructured sparsity): each weight is used once per output
+    position.
+    """
+    total = 0
+
+    def hook(m, inp, out):
+        nonlocal total
+        w = (m.weight != 0).sum().item() if nonzero else m.weight.numel()
+        if isinstance(m, nn.Conv2d):
+            total += int(w * out.shape[2] * out.shape[3])  # weight.numel() already divides by groups
+        else:
+            total += int(w)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters())
+        model(torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total
+
+
+def sparsity(model: nn.Module) -> float:
+    """Measured fraction of zero weights over conv layers."""
+    ws = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    n = sum(w.numel() for w in ws)
+    return float(sum((w == 0).sum().item() for w in ws) / n) if n else 0.0
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in percent."""
+    return 100.0 * (logits.argmax(1) == labels).float().mean().item()

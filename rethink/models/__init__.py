@@ -1,0 +1,59 @@
+"""Model registry: ``get_model(name, num_classes=10, widths=None, in_channels=3)``.
+
+Every model is built from ``widths`` (architecture is data) and carries ``.arch`` and ``.widths`` so that a
+checkpoint {arch, num_classes, in_channels, widths, state_dict} rebuilds it exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch.nn as nn
+
+from ..registry import Registry
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One conv layer as pruning sees it: ``id`` counts convs from 1 in forward order; ``conv``/``bn`` are
+    module names; ``consumers`` are the modules whose input channels are this conv's output channels;
+    ``width_index`` is its position in ``widths``; ``prunable`` says whether its output channels may be cut
+    (a conv whose output feeds a residual sum may not)."""
+    id: int
+    conv: str
+    bn: str
+    consumers: tuple
+    width_index: int
+    prunable: bool
+
+
+MODELS: Registry = Registry("arch")
+register_model = MODELS.register
+
+
+def get_model(name: str, num_classes: int = 10, widths: Optional[Sequence] = None, in_channels: int = 3) -> nn.Module:
+    """Build a registered architecture; ``widths=None`` gives the unpruned default widths."""
+    family = MODELS.get(name)
+    model = family.build(widths=list(widths) if widths is not None else list(family.default_widths),
+                         num_classes=num_classes, in_channels=in_channels)
+    model.arch = name
+    model.num_classes = num_classes
+    model.in_channels = in_channels
+    return model
+
+
+def default_widths(name: str) -> list:
+    return list(MODELS.get(name).default_widths)
+
+
+def scale_widths(widths: Sequence, mult: float) -> list:
+    """One width multiplier for a whole architecture (ints scaled, 'M' kept); never below one channel."""
+    if mult == 1.0:
+        return list(widths)
+    return [w if isinstance(w, str) else max(1, int(round(w * mult))) for w in widths]
+
+
+def list_models() -> list[str]:
+    return MODELS.names()
+
+
+from . import resnet, vgg  # noqa: E402,F401  (registration side effects)

@@ -1,0 +1,91 @@
+"""One JSON record per run (config, metrics, model size, provenance), written atomically; records -> pandas."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    import io
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_record(record: dict, path: Path) -> Path:
+    atomic_write_bytes(Path(path), json.dumps(record, indent=1, sort_keys=True).encode())
+    return Path(path)
+
+
+def read_record(path: Path) -> dict | None:
+    """The record at ``path``, or None when it is missing or unreadable (a partial file is not a result)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def provenance(device, wall_time_s: float) -> dict:
+    import torchvision
+    return dict(git_sha=git_sha(), torch=torch.__version__, torchvision=torchvision.__version__,
+                python=platform.python_version(), device=device_name(device), wall_time_s=round(wall_time_s, 2),
+                finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=platform.node())
+
+
+def load_records(paths: Iterable[Path] | Path | str):
+    """A DataFrame with one row per record: flat columns for the fields tables need, plus ``record``."""
+    import pandas as pd
+    if isinstance(paths, (str, Path)):
+        paths = sorted(Path(paths).rglob("*.json"))
+    rows = []
+    for p in paths:
+        r = read_record(p)
+        if r is None or "regime" not in r:
+            continue
+        c = r["config"]
+        rows.append(dict(
+            run_id=r["run_id"], regime=r["regime"], arch=c["arch"], method=c["prune"]["method"],
+            variant=c["prune"]["variant"], prune_ratio=c["prune"]["prune_ratio"], dataset=c["data"]["dataset"],
+            profile=c["profile"], seed=r["seed"], best_acc=r["metrics"]["best_acc"],
+            final_acc=r["metrics"]["final_acc"], epochs=r["metrics"]["epochs"], params=r["model"]["params"],
+            flops=r["model"]["flops"], widths=r["model"]["widths"], device=r["provenance"]["device"],
+            wall_time_s=r["provenance"]["wall_time_s"], record=r))
+    return pd.DataFrame(rows)
