@@ -12,14 +12,14 @@ from typing import Any, Optional
 
 PROFILES: dict[str, dict[str, Any]] = {
     # Liu et al. 2019, CIFAR protocol (PAPERS.md): 160 epochs, batch 64/256, fine-tune 40 epochs at lr 0.001.
-    "paper": dict(epochs=160, finetune_epochs=40, batch_size=64, train_subset=None, test_subset=None,
+    "paper": dict(n_seeds=5, epochs=160, finetune_epochs=40, batch_size=64, train_subset=None, test_subset=None,
                   width_mult=1.0),
     # Same schedule shape (lr /10 at 50% and 75%), a training subset and one width multiplier applied to the
     # original and the pruned widths alike, so that one Table 1 row takes minutes on 2 CPU cores.
-    "quick": dict(epochs=6, finetune_epochs=2, batch_size=64, train_subset=2000, test_subset=1000,
-                  width_mult=0.25),
+    "quick": dict(n_seeds=2, epochs=8, finetune_epochs=3, batch_size=64, train_subset=2000, test_subset=1000,
+                  width_mult=0.5),
     # Seconds: exercises every code path, numbers mean nothing.
-    "smoke": dict(epochs=2, finetune_epochs=1, batch_size=32, train_subset=128, test_subset=128,
+    "smoke": dict(n_seeds=1, epochs=2, finetune_epochs=1, batch_size=32, train_subset=128, test_subset=128,
                   width_mult=0.125),
 }
 
@@ -107,12 +107,12 @@ def _build(cls, d: dict):
 
 def make_config(*, arch: str, profile: str = "auto", device: str = "auto", dataset: str = "cifar10",
                 method: str = "l1-norm", variant: Optional[str] = None, prune_ratio: Optional[float] = None,
-                seeds=(0,), data_root: Optional[str] = None, output_dir: str = "runs",
+                seeds=None, data_root: Optional[str] = None, output_dir: str = "runs",
                 **overrides) -> RunConfig:
     """Flat primitives (a notebook's parameters cell) -> a RunConfig.
 
     ``overrides`` take any field of DataConfig/TrainConfig by name, plus ``width_mult``; a value of None keeps
-    the profile's default.
+    the profile's default.  ``seeds=None`` means seeds 0..n-1 with the profile's n.
     """
     if device == "auto":
         device = _auto_device()
@@ -121,6 +121,9 @@ def make_config(*, arch: str, profile: str = "auto", device: str = "auto", datas
         raise ConfigError(f"prune_ratio must be in [0, 1): it is the fraction of filters removed; got {prune_ratio}")
     values = dict(PROFILES[profile])
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if seeds is None:
+        seeds = range(values["n_seeds"])
+    values.pop("n_seeds")
     names = {f.name for c in (DataConfig, TrainConfig) for f in fields(c)} | {"width_mult"}
     unknown = set(values) - names
     if unknown:

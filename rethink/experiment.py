@@ -145,3 +145,17 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
             write_record(rec, path)
             records.append(rec)
     return records
+
+
+def configure(**params) -> RunConfig:
+    """``make_config`` for notebooks and the command line: with neither ``variant`` nor ``prune_ratio``, the
+    L1-norm method takes the first published variant of the arch (vgg16 -> vgg16-a, resnet56 -> resnet56-a)."""
+    from .config import ConfigError, make_config
+    from .prune.l1_norm import list_variants
+    if params.get("variant") is None and params.get("prune_ratio") is None:
+        variants = list_variants(params.get("arch"))
+        if params.get("method", "l1-norm") != "l1-norm" or not variants:
+            raise ConfigError(f"no published variant for {params.get('arch')!r}: give prune_ratio (fraction of "
+                              f"filters removed) or a variant; variants: {', '.join(list_variants())}")
+        params["variant"] = variants[0]
+    return make_config(**params)

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they work in terminals, papermill logs and notebooks alike
 
 
 @dataclass(frozen=True)

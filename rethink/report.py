@@ -1,0 +1,123 @@
+"""Records -> tables (mean ± std, n) and the standard figures, with the paper's numbers beside ours.
+
+Every table carries the dataset, profile, device and number of seeds of the runs behind it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.csv")
+COLUMNS = ("baseline", "fine-tune", "scratch-e", "scratch-b")
+LABELS = {"baseline": "unpruned", "fine-tune": "fine-tuned", "scratch-e": "Scratch-E", "scratch-b": "Scratch-B"}
+
+
+def paper_numbers() -> pd.DataFrame:
+    """The papers' published numbers (one data file, with source and a verified mark)."""
+    return pd.read_csv(PAPER_NUMBERS)
+
+
+def mean_std(values) -> str:
+    s = pd.Series(list(values), dtype=float)
+    if len(s) == 1:
+        return f"{s.iloc[0]:.2f}"
+    return f"{s.mean():.2f} ± {s.std(ddof=1):.2f}"
+
+
+def _source(dataset, profile, device, n) -> str:
+    return f"ours: {dataset}, {profile} profile, {device}, {n} seed{'s' if n != 1 else ''}"
+
+
+def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True) -> pd.DataFrame:
+    """One row per (pruned model, dataset, profile, device): unpruned | fine-tuned | Scratch-E | Scratch-B
+    accuracy as mean ± std over seeds, Scratch-B epochs, and n.  With ``paper``, the paper's row for the
+    same pruned model follows ours."""
+    if df.empty:
+        return pd.DataFrame()
+    pruned = df[df.regime != "baseline"]
+    keys = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio"]
+    rows = []
+    for k, g in pruned.groupby(keys, dropna=False, sort=True):
+        d = dict(zip(keys, k))
+        base = df[(df.regime == "baseline") & (df.dataset == d["dataset"]) & (df.profile == d["profile"]) &
+                  (df.device == d["device"]) & (df.arch == d["arch"])]
+        model = d["variant"] if isinstance(d["variant"], str) else f"{d['arch']} p={d['prune_ratio']:g}"
+        row = {"model": model, LABELS["baseline"]: mean_std(base[metric]) if len(base) else "–"}
+        for regime in COLUMNS[1:]:
+            r = g[g.regime == regime]
+            row[LABELS[regime]] = mean_std(r[metric]) if len(r) else "–"
+        sb = g[g.regime == "scratch-b"]
+        row["Scratch-B epochs"] = int(sb.epochs.iloc[0]) if len(sb) else None
+        n = g.seed.nunique()
+        row["source"] = _source(d["dataset"], d["profile"], d["device"], n)
+        rows.append(row)
+        if paper and isinstance(d["variant"], str):
+            rows += paper_rows(d["variant"], d["method"])
+    return pd.DataFrame(rows).set_index("model")
+
+
+def paper_rows(variant: str, method: str) -> list[dict]:
+    p = paper_numbers()
+    p = p[(p.variant == variant) & (p.method == method)]
+    out = []
+    for (paper, dataset), g in p.groupby(["paper", "dataset"]):
+        row = {"model": variant}
+        for regime in COLUMNS:
+            r = g[g.regime == regime]
+            if len(r):
+                r = r.iloc[0]
+                mark = "" if r.verified else " (u)"
+                row[LABELS[regime]] = f"{r.acc_mean:.2f} ± {r.acc_std:.2f}{mark}"
+                if regime == "scratch-b":
+                    row["Scratch-B epochs"] = int(r.epochs)
+        n = int(g.n_runs.iloc[0])
+        row["source"] = f"paper: {paper} Table {g.table.iloc[0]}, {dataset}, paper protocol, {n} runs"
+        out.append(row)
+    return out
+
+
+def size_table(records: list[dict]) -> pd.DataFrame:
+    """Params and FLOPs (conv + linear multiply-accumulates) of the unpruned and the pruned model."""
+    r = next(r for r in records if r["regime"] != "baseline")
+    rows = []
+    for name, m in (("unpruned", r["baseline"]), ("pruned", r["model"])):
+        rows.append({"model": name, "params": m["params"], "FLOPs": m["flops"],
+                     "params reduction %": round(100 * (1 - m["params"] / r["baseline"]["params"]), 1),
+                     "FLOPs reduction %": round(100 * (1 - m["flops"] / r["baseline"]["flops"]), 1)})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def conv_widths(widths: list) -> list[int]:
+    return [w for w in widths if not isinstance(w, str)]
+
+
+def plot_widths(original: list, pruned: list, title: str = ""):
+    """Bars of output channels per conv layer, original vs pruned."""
+    a, b = conv_widths(original), conv_widths(pruned)
+    fig, ax = plt.subplots(figsize=(min(14, 3 + 0.25 * len(a)), 3.2))
+    x = range(1, len(a) + 1)
+    ax.bar(x, a, color="#cfd8e3", label="original")
+    ax.bar(x, b, color="#2f6db5", width=0.5, label="pruned")
+    ax.set(xlabel="conv layer id", ylabel="output channels", title=title)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(records: list[dict], title: str = ""):
+    """Test accuracy per epoch for each regime, one line per seed."""
+    regimes = [r for r in COLUMNS if any(rec["regime"] == r for rec in records)]
+    fig, axes = plt.subplots(1, len(regimes), figsize=(3.2 * len(regimes), 2.8), sharey=True, squeeze=False)
+    for ax, regime in zip(axes[0], regimes):
+        for rec in records:
+            if rec["regime"] == regime:
+                c = rec["metrics"]["curve"]
+                ax.plot([e["epoch"] for e in c], [e["test_acc"] for e in c], label=f"seed {rec['seed']}")
+        ax.set(title=LABELS[regime], xlabel="epoch")
+    axes[0][0].set_ylabel("test accuracy %")
+    axes[0][-1].legend(frameon=False, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
