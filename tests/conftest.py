@@ -1,0 +1,54 @@
+"""Shared fixtures: a data root with real Fashion-MNIST when the machine has it, tiny made-up datasets
+otherwise, and a private checkpoint cache per test session."""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rethink.data import SYSTEM_FASHION_MNIST
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Tests never read or write the user's checkpoint cache."""
+    os.environ["RETHINK_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An idx file as in (Fashion-)MNIST: magic, dims, uint8 data; gzip-compressed when path ends in .gz."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def make_fashion_folder(folder: Path, n_train: int = 256, n_test: int = 128, gz: bool = True, seed: int = 0):
+    """A Fashion-MNIST-shaped folder whose labels are learnable (class = brightness band)."""
+    rng = np.random.default_rng(seed)
+    sfx = ".gz" if gz else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 10, n)
+        x = (rng.random((n, 28, 28)) * 40 + y[:, None, None] * 20).clip(0, 255)
+        write_idx(folder / f"{split}-images-idx3-ubyte{sfx}", x)
+        write_idx(folder / f"{split}-labels-idx1-ubyte{sfx}", y)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fashion_root(tmp_path_factory) -> str:
+    """A data root holding Fashion-MNIST: the real images (Debian's package) when installed, else made-up ones."""
+    root = tmp_path_factory.mktemp("data")
+    if not any(Path(f).is_dir() for f in SYSTEM_FASHION_MNIST):
+        make_fashion_folder(root / "FashionMNIST" / "raw", gz=False)
+    return str(root)

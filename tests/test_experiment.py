@@ -1,0 +1,114 @@
+"""The protocol end to end on tiny data: records, baseline cache, resume, corrupt checkpoints, the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rethink import experiment
+from rethink.__main__ import main
+from rethink.experiment import cache_dir, configure, run_experiment
+from rethink.records import load_records
+from rethink.report import result_table
+
+REGIMES = ["baseline", "fine-tune", "scratch-e", "scratch-b"]
+
+
+def tiny(tmp_path, fashion_root, **kw):
+    params = dict(arch="vgg11", variant=None, prune_ratio=0.5, dataset="fashion-mnist", profile="smoke",
+                  device="cpu", data_root=fashion_root, output_dir=str(tmp_path / "runs"), seeds=[0, 1],
+                  train_subset=64, epochs=2)
+    params.update(kw)
+    return configure(**params)
+
+
+def test_records_hold_config_metrics_model_and_provenance(tmp_path, fashion_root):
+    cfg = tiny(tmp_path, fashion_root)
+    records = run_experiment(cfg, progress=False)
+    assert [r["regime"] for r in records] == REGIMES * 2 and [r["seed"] for r in records] == [0] * 4 + [1] * 4
+    files = sorted((tmp_path / "runs" / "records").iterdir())
+    assert len(files) == 8 and not [f for f in files if f.suffix != ".json"]  # no partial files left behind
+    for r in records:
+        on_disk = json.loads((tmp_path / "runs" / "records" / f"{r['run_id']}.json").read_text())
+        assert on_disk == json.loads(json.dumps(r))
+        m = r["metrics"]
+        assert len(m["curve"]) == m["epochs"] and m["best_acc"] == max(c["test_acc"] for c in m["curve"])
+        assert m["final_acc"] == m["curve"][-1]["test_acc"]
+        assert r["config"] == cfg.to_dict()
+        assert {"git_sha", "torch", "device", "wall_time_s"} <= set(r["provenance"])
+        assert r["model"]["params"] > 0 and r["model"]["flops"] > 0
+    by = {(r["regime"], r["seed"]): r for r in records}
+    sb = by[("scratch-b", 0)]
+    assert sb["metrics"]["epochs"] == int(2 * sb["baseline"]["flops"] / sb["model"]["flops"]) > 2
+    assert by[("fine-tune", 0)]["metrics"]["epochs"] == cfg.train.finetune_epochs
+    assert all(c["lr"] == cfg.train.finetune_lr for c in by[("fine-tune", 0)]["metrics"]["curve"])
+    assert by[("scratch-e", 0)]["model"]["widths"] == by[("fine-tune", 0)]["model"]["widths"]
+    # the same seed gives the same baseline; another seed another one
+    assert by[("baseline", 0)]["metrics"] != by[("baseline", 1)]["metrics"]
+
+    table = result_table(load_records(tmp_path / "runs" / "records"))
+    assert "ours: fashion-mnist, smoke profile" in table.source.iloc[0] and "2 seeds" in table.source.iloc[0]
+
+
+def test_second_run_reuses_baseline_and_finished_runs(tmp_path, fashion_root, monkeypatch):
+    cfg = tiny(tmp_path, fashion_root, seeds=[0])
+    first = run_experiment(cfg, progress=False)
+
+    def no_training(*a, **k):
+        raise AssertionError("nothing should be trained again")
+    monkeypatch.setattr(experiment, "train", no_training)
+    second = run_experiment(cfg, progress=False)
+    assert [r["metrics"] for r in second] == [r["metrics"] for r in first]
+
+    # another variant of the same baseline: the baseline comes from the cache, the regimes are trained
+    monkeypatch.undo()
+    other = run_experiment(tiny(tmp_path, fashion_root, seeds=[0], prune_ratio=0.25), progress=False)
+    assert other[0]["baseline_cached"] is True and other[0]["metrics"] == first[0]["metrics"]
+
+
+def test_corrupt_checkpoint_is_retrained(tmp_path, fashion_root):
+    cfg = tiny(tmp_path, fashion_root, seeds=[5])
+    run_experiment(cfg, progress=False)
+    ckpt = next((cache_dir() / "baselines").glob(f"vgg11-{experiment.baseline_key(cfg, 5)}.pt"))
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as after a crash mid-copy
+    with pytest.warns(UserWarning, match="unusable.*retraining"):
+        records = run_experiment(cfg, progress=False, resume=False)
+    assert records[0]["baseline_cached"] is False
+    torch.load(ckpt, weights_only=True)  # rewritten whole
+
+
+def test_interrupted_run_resumes(tmp_path, fashion_root, monkeypatch):
+    cfg = tiny(tmp_path, fashion_root, seeds=[0])
+    real_train = experiment.train
+    calls = []
+
+    def crash_on_scratch_b(model, *a, desc="", **k):
+        calls.append(desc)
+        if desc.startswith("scratch-b"):
+            raise KeyboardInterrupt
+        return real_train(model, *a, desc=desc, **k)
+    monkeypatch.setattr(experiment, "train", crash_on_scratch_b)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, progress=False)
+    assert len(list((tmp_path / "runs" / "records").glob("*.json"))) == 3
+    calls.clear()
+    monkeypatch.setattr(experiment, "train", lambda model, *a, desc="", **k: calls.append(desc) or
+                        real_train(model, *a, desc=desc, **k))
+    records = run_experiment(cfg, progress=False)
+    assert [c.split()[0] for c in calls] == ["scratch-b"] and len(records) == 4
+
+
+def test_cli_run_and_errors(tmp_path, fashion_root, capsys):
+    rc = main(["run", "--arch", "resnet20", "--prune-ratio", "0.3", "--dataset", "fashion-mnist", "--profile",
+               "smoke", "--device", "cpu", "--data-root", fashion_root, "--output-dir", str(tmp_path),
+               "--train-subset", "32", "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "resnet20 p=0.3" in out and "smoke profile" in out
+    assert len(list(Path(tmp_path, "records").glob("*.json"))) == 4
+    assert main(["run", "--arch", "vgg17"]) == 2
+    assert "unknown arch 'vgg17'" in capsys.readouterr().err
+    assert main(["run", "--arch", "vgg16", "--dataset", "svhn", "--device", "cpu"]) == 2
+    assert "unknown dataset 'svhn'" in capsys.readouterr().err

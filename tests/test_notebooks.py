@@ -1,0 +1,54 @@
+"""Every notebook template runs end to end through papermill with the smoke profile on Fashion-MNIST, and the
+book builds with warnings as errors.  Marked slow; CI runs them."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+
+from conftest import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_templates_are_stripped_and_parameterised():
+    assert NOTEBOOKS, "no notebook templates found"
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), f"{path.name}: first code cell must be 'parameters'"
+        assert not any(c.get("outputs") for c in code), f"{path.name}: template holds outputs"
+        params = pm.inspect_notebook(str(path))
+        for name in ("dataset", "profile", "data_root", "output_dir", "device"):
+            assert name in params, f"{path.name} lacks the common parameter {name!r}"
+        for name, p in params.items():
+            assert p["help"].strip(), f"{path.name}: parameter {name!r} has no comment for --help-notebook"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_smoke_run(path, tmp_path, fashion_root):
+    out = tmp_path / path.name
+    pm.execute_notebook(str(path), str(out), cwd=str(tmp_path), progress_bar=False, kernel_name="python3",
+                        parameters=dict(profile="smoke", dataset="fashion-mnist", device="cpu",
+                                        data_root=fashion_root, output_dir=str(tmp_path / "runs")))
+    nb = nbformat.read(out, as_version=4)
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "smoke" in text, "outputs must name the profile they were made with"
+    assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_book_builds_without_warnings(tmp_path):
+    # -W: every warning (a missing toc entry, a broken reference, a bad notebook) fails the build
+    proc = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "-W",
+                           "--path-output", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    html = tmp_path / "_build" / "html"
+    assert (html / "book" / "intro.html").exists()
+    assert (html / "book" / "results.html").exists()

@@ -1,0 +1,43 @@
+"""The set-up the README promises: dependency lists in step, the two commands, CI calling the test command,
+docs that match the code."""
+from __future__ import annotations
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+from rethink.config import PROFILES
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~ \[]", req.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_lists_the_pyproject_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = {_name(d) for d in project["dependencies"] + project["optional-dependencies"]["test"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    conda = {_name(d) for d in env if isinstance(d, str)} - {"python", "pip"}
+    conda = {"torch" if d == "pytorch" else d for d in conda}  # conda's name for the same package
+    assert conda == deps
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    assert "make book" in readme and "make test" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test: .*\n\t\$\(BIN\)/python -m pytest", makefile, re.M)
+
+
+def test_protocol_page_profile_table_matches_the_code():
+    page = (ROOT / "book" / "protocol.md").read_text()
+    for name, p in PROFILES.items():
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{name}` |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] == f"{p['epochs']} ({p['finetune_epochs']})"
+        assert cells[3] == ("all" if p["train_subset"] is None else f"{p['train_subset']:,}")
+        assert float(cells[4]) == p["width_mult"] and int(cells[5]) == p["n_seeds"]
