@@ -2,6 +2,7 @@
 
     python -m rethink list
     python -m rethink run --arch vgg16 --variant vgg16-a --dataset fashion-mnist --profile quick
+    python -m rethink sweep grids/table1.yaml [--profile smoke] [--engine local|ray] [--jobs N]
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _run(args) -> None:
     from .records import load_records
     from .report import result_table
     cfg = configure(method=args.method, arch=args.arch, variant=args.variant, prune_ratio=args.prune_ratio,
-                    dataset=args.dataset, profile=args.profile, seeds=args.seeds, device=args.device,
+                    sparsity_lambda=args.sparsity_lambda, scope=args.scope, dataset=args.dataset, profile=args.profile, seeds=args.seeds, device=args.device,
                     data_root=args.data_root, output_dir=args.output_dir, epochs=args.epochs,
                     finetune_epochs=args.finetune_epochs, train_subset=args.train_subset, width_mult=args.width_mult,
                     amp=args.amp, compile=args.compile)
@@ -36,6 +37,19 @@ def _run(args) -> None:
     records = run_experiment(cfg, progress=not args.quiet, resume=not args.restart)
     paths = [f"{cfg.output_dir}/records/{r['run_id']}.json" for r in records]
     print(result_table(load_records(paths)).to_string())
+
+
+def _sweep(args) -> int:
+    from .sweep import parse_value, sweep
+    overrides = {k: parse_value(v) for k, v in args.parameter or []}
+    ok = True
+    for grid in args.grids:
+        summary = sweep(grid, profile=args.profile, overrides=overrides, output_dir=args.output_dir,
+                        engine=args.engine, jobs=args.jobs, retries=args.retries, address=args.address,
+                        gpus_per_run=args.gpus_per_run, progress=not args.quiet, dry_run=args.dry_run)
+        print(summary)
+        ok = ok and summary.ok
+    return 0 if ok else 1
 
 
 def main(argv=None) -> int:
@@ -48,6 +62,10 @@ def main(argv=None) -> int:
     run.add_argument("--method", default="l1-norm", help="pruning method (default l1-norm)")
     run.add_argument("--variant", help="published variant, e.g. vgg16-a; default: the arch's first one")
     run.add_argument("--prune-ratio", type=float, help="fraction of filters removed per prunable layer, [0, 1)")
+    run.add_argument("--sparsity-lambda", type=float, help="slimming: L1 penalty on BN scales (default 1e-4 VGG, "
+                     "1e-5 others)")
+    run.add_argument("--scope", choices=("global", "layer"), help="magnitude: one threshold over all conv weights "
+                     "(global, default) or per layer")
     run.add_argument("--dataset", default="cifar10", help="cifar10 | cifar100 | fashion-mnist")
     run.add_argument("--profile", default="auto", help="paper | quick | smoke | auto (paper on CUDA, else quick)")
     run.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the profile's)")
@@ -65,13 +83,31 @@ def main(argv=None) -> int:
     run.set_defaults(func=_run)
     from .pack import add_parser as add_pack_parser
     add_pack_parser(sub)  # `pack`: several runs at once as separate processes
+    sw = sub.add_parser("sweep", help="run every run of grid files (grids/*.yaml) not done yet; resumable")
+    sw.add_argument("grids", nargs="+", metavar="GRID", help="grid file(s), e.g. grids/table1.yaml")
+    sw.add_argument("--profile", help="override the grid's profile (outputs then go to runs/sweeps/<grid>-<profile>"
+                                      " unless --output-dir is given)")
+    sw.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                    help="override a notebook parameter in every run (VALUE read as YAML), e.g. -p train_subset 64")
+    sw.add_argument("--output-dir", help="folder of executed notebooks, records and sweep state (default: grid's)")
+    sw.add_argument("--engine", choices=("local", "ray"), default="local", help="local processes or a Ray cluster")
+    sw.add_argument("--address", help="ray: address of a running cluster (e.g. 127.0.0.1:6379, auto); "
+                                      "default: start a local one")
+    sw.add_argument("--jobs", type=int, default=1, help="local: runs at once (GPUs shared round-robin)")
+    sw.add_argument("--gpus-per-run", type=float, help="fraction of a GPU per run (default: local 1/runs per GPU,"
+                                                       " ray 1 when the cluster has GPUs)")
+    sw.add_argument("--retries", type=int, default=1, help="times a failed run is retried before it is reported")
+    sw.add_argument("--dry-run", action="store_true", help="list what would run; run nothing")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=_sweep)
     args = parser.parse_args(argv)
+    from .sweep import GridError
     try:
-        args.func(args)
-    except (ConfigError, DatasetNotFoundError) as e:
+        rc = args.func(args)
+    except (ConfigError, DatasetNotFoundError, GridError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                   width_mult=1.0),
     # Same schedule shape (lr /10 at 50% and 75%), a training subset and one width multiplier applied to the
     # original and the pruned widths alike, so that one Table 1 row takes minutes on 2 CPU cores.
-    "quick": dict(n_seeds=2, epochs=8, finetune_epochs=3, batch_size=64, train_subset=2000, test_subset=1000,
+    "quick": dict(n_seeds=2, epochs=10, finetune_epochs=3, batch_size=64, train_subset=3000, test_subset=1000,
                   width_mult=0.5),
     # Seconds: exercises every code path, numbers mean nothing.
     "smoke": dict(n_seeds=1, epochs=2, finetune_epochs=1, batch_size=32, train_subset=128, test_subset=128,
@@ -68,6 +68,38 @@ class PruneConfig:
     method: str = "l1-norm"
     variant: Optional[str] = None       # e.g. "vgg16-a"; None: uniform prune_ratio
     prune_ratio: Optional[float] = None  # fraction of filters REMOVED per prunable layer
+    sparsity_lambda: Optional[float] = None  # slimming: L1 penalty on BN scales; None: 1e-4 VGG, 1e-5 others
+    scope: Optional[str] = None          # magnitude: "global" (one threshold, default) | "layer"
+
+
+AMP_MODES = ("auto", "off", "bf16")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class PerfConfig:
+    """How fast the same computation runs; none of these changes the protocol (data, schedule, batch size).
+
+    ``auto``/None resolve by device (:func:`resolve_perf`): on CUDA bf16 autocast, channels_last and
+    cudnn.benchmark; elsewhere fp32, contiguous, eager.  Records hold the resolved values.
+    """
+    amp: str = "auto"                       # auto | off | bf16: autocast dtype of forward passes (grads stay fp32)
+    channels_last: Optional[bool] = None    # NHWC memory layout for model and batches; None = auto
+    cudnn_benchmark: Optional[bool] = None  # let cuDNN time its conv algorithms once per shape; None = auto
+    compile: str = "off"                    # off | default | reduce-overhead (CUDA graphs) | max-autotune
+
+
+def resolve_perf(perf: "PerfConfig", device: str) -> "PerfConfig":
+    """``perf`` with its automatic values fixed for ``device``; checks the names."""
+    if perf.amp not in AMP_MODES:
+        raise known("amp mode", perf.amp, AMP_MODES)
+    if perf.compile not in COMPILE_MODES:
+        raise known("compile mode", perf.compile, COMPILE_MODES)
+    cuda = str(device).startswith("cuda")
+    auto = lambda v: cuda if v is None else bool(v)  # noqa: E731
+    return PerfConfig(amp=("bf16" if cuda else "off") if perf.amp == "auto" else perf.amp,
+                      channels_last=auto(perf.channels_last), cudnn_benchmark=auto(perf.cudnn_benchmark),
+                      compile=perf.compile)
 
 
 @dataclass(frozen=True)
@@ -81,13 +113,14 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        sub = {"data": DataConfig, "train": TrainConfig, "prune": PruneConfig}
+        sub = {"data": DataConfig, "train": TrainConfig, "prune": PruneConfig, "perf": PerfConfig}
         kw = {}
         for f in fields(cls):
             if f.name not in d:
@@ -107,12 +140,14 @@ def _build(cls, d: dict):
 
 def make_config(*, arch: str, profile: str = "auto", device: str = "auto", dataset: str = "cifar10",
                 method: str = "l1-norm", variant: Optional[str] = None, prune_ratio: Optional[float] = None,
+                sparsity_lambda: Optional[float] = None, scope: Optional[str] = None,
                 seeds=None, data_root: Optional[str] = None, output_dir: str = "runs",
                 **overrides) -> RunConfig:
     """Flat primitives (a notebook's parameters cell) -> a RunConfig.
 
-    ``overrides`` take any field of DataConfig/TrainConfig by name, plus ``width_mult``; a value of None keeps
-    the profile's default.  ``seeds=None`` means seeds 0..n-1 with the profile's n.
+    ``overrides`` take any field of DataConfig/TrainConfig/PerfConfig by name, plus ``width_mult``; a value of
+    None keeps the profile's default; PerfConfig's automatic values are resolved for ``device``.
+    ``seeds=None`` means seeds 0..n-1 with the profile's n.
     """
     if device == "auto":
         device = _auto_device()
@@ -124,7 +159,7 @@ def make_config(*, arch: str, profile: str = "auto", device: str = "auto", datas
     if seeds is None:
         seeds = range(values["n_seeds"])
     values.pop("n_seeds")
-    names = {f.name for c in (DataConfig, TrainConfig) for f in fields(c)} | {"width_mult"}
+    names = {f.name for c in (DataConfig, TrainConfig, PerfConfig) for f in fields(c)} | {"width_mult"}
     unknown = set(values) - names
     if unknown:
         raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {', '.join(sorted(names))}")
@@ -134,7 +169,9 @@ def make_config(*, arch: str, profile: str = "auto", device: str = "auto", datas
         seeds=tuple(int(s) for s in seeds), output_dir=str(output_dir),
         data=DataConfig(dataset=dataset, root=data_root, **pick(DataConfig)),
         train=TrainConfig(**pick(TrainConfig)),
-        prune=PruneConfig(method=method, variant=variant, prune_ratio=prune_ratio),
+        prune=PruneConfig(method=method, variant=variant, prune_ratio=prune_ratio,
+                          sparsity_lambda=None if sparsity_lambda is None else float(sparsity_lambda), scope=scope),
+        perf=resolve_perf(PerfConfig(**pick(PerfConfig)), device),
     )
 
 

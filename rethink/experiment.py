@@ -20,9 +20,9 @@ import torch.nn as nn
 
 from .config import RunConfig
 from .data import DatasetInfo, get_loaders
-from .metrics import count_flops, count_params
+from .metrics import count_flops, count_params, sparsity
 from .models import default_widths, get_model, scale_widths
-from .prune import get_method
+from .prune import Hooks, baseline_training, get_method, method_kwargs
 from .records import atomic_torch_save, provenance, read_record, write_record
 from .train import Schedule, train
 
@@ -42,12 +42,19 @@ def cache_dir() -> Path:
 
 def original_widths(cfg: RunConfig) -> list:
     """The unpruned widths of ``cfg.arch`` with the profile's width multiplier applied."""
-    return scale_widths(default_widths(cfg.arch), cfg.width_mult)
+    return scale_widths(default_widths(cfg.arch), cfg.width_mult, cfg.arch)
 
 
 def build_model(cfg: RunConfig, info: DatasetInfo, widths=None) -> nn.Module:
     model = get_model(cfg.arch, info.num_classes, widths or original_widths(cfg), info.in_channels)
     return model.to(cfg.device)
+
+
+def initial_model(cfg: RunConfig, info: DatasetInfo, seed: int) -> nn.Module:
+    """The large model of ``seed`` before training: the initialisation its baseline starts from (and the one a
+    lottery ticket rewinds to)."""
+    torch.manual_seed(seed)
+    return build_model(cfg, info)
 
 
 def _schedule(cfg: RunConfig, epochs: int) -> Schedule:
@@ -56,18 +63,28 @@ def _schedule(cfg: RunConfig, epochs: int) -> Schedule:
 
 
 def baseline_key(cfg: RunConfig, seed: int) -> str:
-    """Hash of what determines a trained baseline; the method, variant and device do not."""
+    """Hash of what determines a trained baseline; the variant and device do not, nor the method unless it trains
+    the large model its own way (slimming's sparsity penalty, SFP): then its training settings are in the key."""
     d = cfg.to_dict()
     key = dict(arch=cfg.arch, widths=original_widths(cfg), data={k: v for k, v in d["data"].items() if k != "root"},
                train={k: v for k, v in d["train"].items() if not k.startswith("finetune")}, seed=seed)
+    training = baseline_training(cfg.prune.method, cfg.arch, cfg.prune)
+    if training is not None:
+        key["training"] = dict(method=cfg.prune.method, **training.settings)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def baseline_path(cfg: RunConfig, seed: int) -> Path:
+    """Where the trained baseline of ``cfg`` and ``seed`` is cached (the sweep trains baselines ahead of the runs
+    that prune them, and ships this file between the machines of a Ray cluster)."""
+    return cache_dir() / "baselines" / f"{cfg.arch}-{baseline_key(cfg, seed)}.pt"
 
 
 def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, test_loader,
                  progress: bool = True) -> tuple[nn.Module, dict, bool]:
     """(trained large model, its metrics, whether it came from the cache).  A checkpoint that cannot be read or
     does not fit is reported and retrained."""
-    path = cache_dir() / "baselines" / f"{cfg.arch}-{baseline_key(cfg, seed)}.pt"
+    path = baseline_path(cfg, seed)
     if path.exists():
         try:
             ckpt = torch.load(path, map_location=cfg.device, weights_only=True)
@@ -76,14 +93,22 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
             return model, ckpt["metrics"], True
         except Exception as e:  # noqa: BLE001 (truncated file, wrong keys, wrong shapes: all mean retrain)
             warnings.warn(f"baseline checkpoint {path} is unusable ({type(e).__name__}: {e}); retraining it")
-    torch.manual_seed(seed)
-    model = build_model(cfg, info)
+    model = initial_model(cfg, info, seed)
     train_loader.reseed(seed)
+    training = baseline_training(cfg.prune.method, cfg.arch, cfg.prune)
+    hooks = training.hooks if training is not None else Hooks()  # e.g. slimming's penalty on BN scales
     metrics = train(model, train_loader, test_loader, _schedule(cfg, cfg.train.epochs), progress=progress,
-                    desc=f"baseline {cfg.arch} seed {seed}")
+                    desc=f"baseline {cfg.arch} seed {seed}", perf=cfg.perf, after_backward=hooks.after_backward,
+                    on_epoch_end=hooks.on_epoch_end)
     atomic_torch_save(dict(arch=cfg.arch, num_classes=info.num_classes, in_channels=info.in_channels,
                            widths=list(model.widths), state_dict=model.state_dict(), metrics=metrics), path)
     return model, metrics, False
+
+
+def baseline_tag(cfg: RunConfig) -> str:
+    """"unpruned" for a plainly trained large model, else the method's tag (e.g. "slimming-l1e-05")."""
+    training = baseline_training(cfg.prune.method, cfg.arch, cfg.prune)
+    return training.tag if training is not None else "unpruned"
 
 
 def run_id(cfg: RunConfig, regime: str, seed: int) -> str:
@@ -91,12 +116,19 @@ def run_id(cfg: RunConfig, regime: str, seed: int) -> str:
     what = p.variant or f"{cfg.arch}-p{p.prune_ratio:g}"
     if regime == "baseline":
         what = cfg.arch
-    return f"{cfg.data.dataset}-{cfg.profile}-{p.method if regime != 'baseline' else 'unpruned'}-{what}-{regime}-s{seed}"
+    method = p.method if regime != "baseline" else baseline_tag(cfg)
+    return f"{cfg.data.dataset}-{cfg.profile}-{method}-{what}-{regime}-s{seed}"
 
 
-def _model_info(model: nn.Module, info: DatasetInfo) -> dict:
-    return dict(arch=model.arch, widths=list(model.widths), params=count_params(model),
-                flops=count_flops(model, (info.in_channels, 32, 32)))
+def _model_info(model: nn.Module, info: DatasetInfo, sparse: bool = False) -> dict:
+    """Size of ``model``; ``sparse`` (a masked model): params and FLOPs count the non-zero weights only, and the
+    dense counts are kept beside them."""
+    shape = (info.in_channels, 32, 32)
+    d = dict(arch=model.arch, widths=list(model.widths), params=count_params(model, nonzero=sparse),
+             flops=count_flops(model, shape, nonzero=sparse), sparsity=round(sparsity(model), 6))
+    if sparse:
+        d.update(dense_params=count_params(model), dense_flops=count_flops(model, shape))
+    return d
 
 
 def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -> list[dict]:
@@ -112,18 +144,19 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
         rec = read_record(path) if resume else None
         if rec is None or rec["metrics"] != base_metrics:
             rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(), metrics=base_metrics,
-                       model=base_info, baseline_cached=cached, provenance=provenance(cfg.device, time.time() - t0))
+                       model=base_info, baseline_cached=cached, baseline_tag=baseline_tag(cfg),
+                       provenance=provenance(cfg.device, time.time() - t0))
             write_record(rec, path)
         records.append(rec)
 
-        result = get_method(cfg.prune.method)(copy.deepcopy(base), variant=cfg.prune.variant,
-                                              prune_ratio=cfg.prune.prune_ratio)
-        pruned_info = _model_info(result.model, info)
+        result = get_method(cfg.prune.method)(copy.deepcopy(base), **method_kwargs(cfg.prune.method, cfg.prune))
+        pruned_info = _model_info(result.model, info, sparse=bool(result.masks))
+        hooks = result.hooks()  # e.g. masks kept at zero (unstructured pruning); none for structured methods
         epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"])
         for regime in REGIMES:
             path = out / f"{run_id(cfg, regime, seed)}.json"
             rec = read_record(path) if resume else None
-            if rec is not None and rec.get("config") == cfg.to_dict() and rec["model"]["widths"] == result.widths:
+            if rec is not None and RunConfig.from_dict(rec["config"]) == cfg and rec["model"]["widths"] == result.widths:
                 records.append(rec)  # finished earlier with the same settings: reuse
                 continue
             t0 = time.time()
@@ -133,15 +166,19 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
                                     cfg.train.weight_decay)
             else:
                 torch.manual_seed(seed)
-                model = build_model(cfg, info, result.widths)
+                model = result.init_scratch(build_model(cfg, info, result.widths))
                 schedule = _schedule(cfg, cfg.train.epochs if regime == "scratch-e" else epochs_b)
             train_loader.reseed(seed)
             metrics = train(model, train_loader, test_loader, schedule, progress=progress,
-                            desc=f"{regime} {cfg.prune.variant or cfg.arch} seed {seed}")
+                            desc=f"{regime} {cfg.prune.variant or cfg.arch} seed {seed}", perf=cfg.perf,
+                            after_backward=hooks.after_backward, on_epoch_end=hooks.on_epoch_end)
             rec = dict(run_id=path.stem, regime=regime, seed=seed, config=cfg.to_dict(), metrics=metrics,
                        model=pruned_info, baseline=dict(flops=base_info["flops"], params=base_info["params"],
                                                         widths=base_info["widths"], cached=cached),
-                       prune=dict(clamped=result.clamped), provenance=provenance(cfg.device, time.time() - t0))
+                       baseline_tag=baseline_tag(cfg),
+                       # measured after training: a mask that did not hold would show here
+                       prune=dict(clamped=result.clamped, trained_sparsity=round(sparsity(model), 6)),
+                       provenance=provenance(cfg.device, time.time() - t0))
             write_record(rec, path)
             records.append(rec)
     return records
@@ -151,7 +188,9 @@ def configure(**params) -> RunConfig:
     """``make_config`` for notebooks and the command line: with neither ``variant`` nor ``prune_ratio``, the
     L1-norm method takes the first published variant of the arch (vgg16 -> vgg16-a, resnet56 -> resnet56-a)."""
     from .config import ConfigError, make_config
+    from .models import MODELS
     from .prune.l1_norm import list_variants
+    MODELS.get(params.get("arch"))  # an unknown arch is reported as such, with the known ones
     if params.get("variant") is None and params.get("prune_ratio") is None:
         variants = list_variants(params.get("arch"))
         if params.get("method", "l1-norm") != "l1-norm" or not variants:

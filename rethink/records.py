@@ -21,6 +21,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -60,13 +61,14 @@ def device_name(device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    # The thread count is recorded apart (provenance.threads): runs on the same machine stay one table row.
+    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def provenance(device, wall_time_s: float) -> dict:
     import torchvision
     return dict(git_sha=git_sha(), torch=torch.__version__, torchvision=torchvision.__version__,
-                python=platform.python_version(), device=device_name(device), wall_time_s=round(wall_time_s, 2),
+                python=platform.python_version(), device=device_name(device), threads=torch.get_num_threads(), wall_time_s=round(wall_time_s, 2),
                 finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=platform.node())
 
 
@@ -87,5 +89,7 @@ def load_records(paths: Iterable[Path] | Path | str):
             profile=c["profile"], seed=r["seed"], best_acc=r["metrics"]["best_acc"],
             final_acc=r["metrics"]["final_acc"], epochs=r["metrics"]["epochs"], params=r["model"]["params"],
             flops=r["model"]["flops"], widths=r["model"]["widths"], device=r["provenance"]["device"],
-            wall_time_s=r["provenance"]["wall_time_s"], record=r))
+            wall_time_s=r["provenance"]["wall_time_s"], sparsity=r["model"].get("sparsity"),
+            # which large model: "unpruned" (plain training) or a method's own training, e.g. "slimming-l1e-05"
+            baseline_tag=r.get("baseline_tag", "unpruned"), record=r))
     return pd.DataFrame(rows)

@@ -36,13 +36,17 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
     same pruned model follows ours."""
     if df.empty:
         return pd.DataFrame()
+    if "baseline_tag" not in df:  # records written before methods trained their own large models
+        df = df.assign(baseline_tag="unpruned")
     pruned = df[df.regime != "baseline"]
     keys = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio"]
     rows = []
     for k, g in pruned.groupby(keys, dropna=False, sort=True):
         d = dict(zip(keys, k))
+        # the large model these were pruned from: plainly trained, or trained by the method (slimming, SFP)
+        tag = g.baseline_tag.iloc[0]
         base = df[(df.regime == "baseline") & (df.dataset == d["dataset"]) & (df.profile == d["profile"]) &
-                  (df.device == d["device"]) & (df.arch == d["arch"])]
+                  (df.device == d["device"]) & (df.arch == d["arch"]) & (df.baseline_tag == tag)]
         model = d["variant"] if isinstance(d["variant"], str) else f"{d['arch']} p={d['prune_ratio']:g}"
         row = {"model": model, LABELS["baseline"]: mean_std(base[metric]) if len(base) else "–"}
         for regime in COLUMNS[1:]:
@@ -55,22 +59,38 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         rows.append(row)
         if paper and isinstance(d["variant"], str):
             rows += paper_rows(d["variant"], d["method"])
-    return pd.DataFrame(rows).set_index("model")
+        elif paper:
+            rows += paper_rows(None, d["method"], d["arch"], d["prune_ratio"])
+    table = pd.DataFrame(rows).set_index("model")
+    if "Scratch-B epochs" in table:  # whole numbers, also where a paper row has none
+        table["Scratch-B epochs"] = table["Scratch-B epochs"].astype("Int64")
+    return table
 
 
-def paper_rows(variant: str, method: str) -> list[dict]:
+def paper_rows(variant: str | None, method: str, arch: str | None = None,
+               prune_ratio: float | None = None) -> list[dict]:
+    """The paper's rows for a published ``variant``, or (variant None) for ``arch`` pruned by ``method`` at
+    ``prune_ratio`` (e.g. slimming's Table 4).  A missing std or epoch count is left out, not made up."""
     p = paper_numbers()
-    p = p[(p.variant == variant) & (p.method == method)]
+    if variant is not None:
+        p = p[(p.variant == variant) & (p.method == method)]
+        name = variant
+    else:
+        if "prune_ratio" not in p or prune_ratio is None or pd.isna(prune_ratio):
+            return []
+        p = p[p.variant.isna() & (p.method == method) & (p.arch == arch) & ((p.prune_ratio - prune_ratio).abs() < 1e-9)]
+        name = f"{arch} p={prune_ratio:g}"
     out = []
     for (paper, dataset), g in p.groupby(["paper", "dataset"]):
-        row = {"model": variant}
+        row = {"model": name}
         for regime in COLUMNS:
             r = g[g.regime == regime]
             if len(r):
                 r = r.iloc[0]
                 mark = "" if r.verified else " (u)"
-                row[LABELS[regime]] = f"{r.acc_mean:.2f} ± {r.acc_std:.2f}{mark}"
-                if regime == "scratch-b":
+                std = "" if pd.isna(r.acc_std) else f" ± {r.acc_std:.2f}"
+                row[LABELS[regime]] = f"{r.acc_mean:.2f}{std}{mark}"
+                if regime == "scratch-b" and not pd.isna(r.epochs):
                     row["Scratch-B epochs"] = int(r.epochs)
         n = int(g.n_runs.iloc[0])
         row["source"] = f"paper: {paper} Table {g.table.iloc[0]}, {dataset}, paper protocol, {n} runs"
@@ -79,13 +99,18 @@ def paper_rows(variant: str, method: str) -> list[dict]:
 
 
 def size_table(records: list[dict]) -> pd.DataFrame:
-    """Params and FLOPs (conv + linear multiply-accumulates) of the unpruned and the pruned model."""
+    """Params and FLOPs (conv + linear multiply-accumulates) of the unpruned and the pruned model; for a masked
+    (unstructured) model they count the non-zero weights, and a conv sparsity column says how many are zero."""
     r = next(r for r in records if r["regime"] != "baseline")
+    sparse = "dense_flops" in r["model"]
     rows = []
     for name, m in (("unpruned", r["baseline"]), ("pruned", r["model"])):
-        rows.append({"model": name, "params": m["params"], "FLOPs": m["flops"],
-                     "params reduction %": round(100 * (1 - m["params"] / r["baseline"]["params"]), 1),
-                     "FLOPs reduction %": round(100 * (1 - m["flops"] / r["baseline"]["flops"]), 1)})
+        row = {"model": name, "params": m["params"], "FLOPs": m["flops"],
+               "params reduction %": round(100 * (1 - m["params"] / r["baseline"]["params"]), 1),
+               "FLOPs reduction %": round(100 * (1 - m["flops"] / r["baseline"]["flops"]), 1)}
+        if sparse:
+            row["conv sparsity %"] = round(100 * m.get("sparsity", 0.0), 2)
+        rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 
 

@@ -4,9 +4,14 @@ and 75% of the epochs (or constant, for fine-tuning), best and final test accura
 Methods plug in through hooks, plain callables, so they never own the loop:
 ``after_backward(model)`` runs between backward and the optimizer step (e.g. a penalty on BN gradients),
 ``on_epoch_end(model, epoch)`` after each epoch's evaluation (e.g. soft filter pruning).
+
+Speed settings (:class:`rethink.config.PerfConfig`: bf16 autocast, channels_last, cudnn.benchmark, torch.compile)
+change how fast, not what, the loop computes: parameters, gradients and the optimizer stay fp32, hooks get the
+plain (uncompiled) model, and the model is handed back in the default memory layout.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
@@ -15,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm  # text bars: they work in terminals, papermill logs and notebooks alike
+
+from .config import PerfConfig, resolve_perf
 
 
 @dataclass(frozen=True)
@@ -31,16 +38,47 @@ class Schedule:
         return self.lr * 0.1 ** sum(epoch >= int(f * self.epochs) for f in self.milestones)
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _perf(perf: PerfConfig | None, device: torch.device) -> PerfConfig:
+    return resolve_perf(perf or PerfConfig(), str(device))
+
+
+def autocast(perf: PerfConfig, device: torch.device):
+    """bf16 autocast of the forward pass when ``perf.amp == 'bf16'``, else nothing.  bf16 has fp32's exponent
+    range, so no loss scaling is needed, and parameter gradients stay fp32."""
+    if perf.amp == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, perf: PerfConfig):
+    """A batch on the model's device (a no-op for a device-resident loader), NHWC when channels_last."""
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    if perf.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
-                    after_backward: Sequence[Callable] = ()) -> tuple[float, float]:
-    """One pass over ``loader``; returns (mean loss, accuracy %)."""
+                    after_backward: Sequence[Callable] = (), perf: PerfConfig | None = None,
+                    forward: Callable | None = None) -> tuple[float, float]:
+    """One pass over ``loader``; returns (mean loss, accuracy %).  ``forward`` is the callable that computes the
+    outputs (the compiled model when compiling; default ``model``); hooks always get ``model``."""
+    device = _device(model)
+    perf = _perf(perf, device)
+    forward = forward or model
     model.train()
     loss_sum = torch.zeros(())
     correct = torch.zeros((), dtype=torch.int64)
     n = 0
     for x, y in loader:
-        out = model(x)
-        loss = F.cross_entropy(out, y)
+        x, y = _to_device(x, y, device, perf)
+        with autocast(perf, device):
+            out = forward(x)
+        loss = F.cross_entropy(out.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for hook in after_backward:
@@ -54,22 +92,63 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable) -> tuple[float, float]:
+def evaluate(model: nn.Module, loader: Iterable, perf: PerfConfig | None = None,
+             forward: Callable | None = None) -> tuple[float, float]:
     """(mean loss, accuracy %) over ``loader``."""
+    device = _device(model)
+    perf = _perf(perf, device)
+    forward = forward or model
     model.eval()
-    loss_sum, correct, n = 0.0, 0, 0
+    # Sums stay on the device: one synchronisation per evaluation, not per batch.
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    n = 0
     for x, y in loader:
-        out = model(x)
-        loss_sum += F.cross_entropy(out, y, reduction="sum").item()
-        correct += (out.argmax(1) == y).sum().item()
+        x, y = _to_device(x, y, device, perf)
+        with autocast(perf, device):
+            out = forward(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
+        correct += (out.argmax(1) == y).sum()
         n += len(y)
-    return loss_sum / n, 100.0 * correct / n
+    return loss_sum.item() / n, 100.0 * correct.item() / n
 
 
 def train(model: nn.Module, train_loader, test_loader, schedule: Schedule, *,
           after_backward: Sequence[Callable] = (), on_epoch_end: Sequence[Callable] = (),
-          progress: bool = True, desc: str = "train") -> dict:
-    """Train ``model`` in place; returns metrics {curve: [per epoch], best_acc, final_acc, epochs}."""
+          progress: bool = True, desc: str = "train", perf: PerfConfig | None = None) -> dict:
+    """Train ``model`` in place; returns metrics {curve: [per epoch], best_acc, final_acc, epochs, perf}, where
+    ``perf`` holds the speed settings used, resolved for the model's device."""
+    perf = _perf(perf, _device(model))
+    with speed_setup(model, perf) as forward:
+        metrics = _train(model, train_loader, test_loader, schedule, after_backward, on_epoch_end, progress, desc,
+                         perf, forward)
+    metrics["perf"] = dict(vars(perf))
+    return metrics
+
+
+@contextlib.contextmanager
+def speed_setup(model: nn.Module, perf: PerfConfig):
+    """Apply the resolved ``perf`` to ``model`` for the duration (cudnn.benchmark on CUDA, channels_last layout,
+    torch.compile) and yield the callable that computes outputs; afterwards the model is back in the default
+    layout (criteria, surgery and checkpoints see ordinary tensors) and cudnn.benchmark as it was."""
+    benchmark = torch.backends.cudnn.benchmark
+    if _device(model).type == "cuda":
+        torch.backends.cudnn.benchmark = perf.cudnn_benchmark
+    if perf.channels_last:
+        model.to(memory_format=torch.channels_last)  # in place: the parameters keep their identity
+    try:
+        forward = model
+        if perf.compile != "off":
+            forward = torch.compile(model, mode=None if perf.compile == "default" else perf.compile)
+        yield forward
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+        if perf.channels_last:
+            model.to(memory_format=torch.contiguous_format)
+
+
+def _train(model, train_loader, test_loader, schedule, after_backward, on_epoch_end, progress, desc, perf,
+           forward) -> dict:
     params_bn = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params_bn, lr=schedule.lr, momentum=schedule.momentum,
                                 weight_decay=schedule.weight_decay)
@@ -79,8 +158,8 @@ def train(model: nn.Module, train_loader, test_loader, schedule: Schedule, *,
         lr = schedule.lr_at(epoch)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, after_backward)
-        test_loss, test_acc = evaluate(model, test_loader)
+        train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, after_backward, perf, forward)
+        test_loss, test_acc = evaluate(model, test_loader, perf, forward)
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"{desc}: training loss is {train_loss} at epoch {epoch + 1}")
         curve.append(dict(epoch=epoch + 1, lr=lr, train_loss=train_loss, train_acc=train_acc,

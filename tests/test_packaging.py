@@ -20,7 +20,8 @@ def test_environment_yml_lists_the_pyproject_dependencies():
     deps = {_name(d) for d in project["dependencies"] + project["optional-dependencies"]["test"]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
     conda = {_name(d) for d in env if isinstance(d, str)} - {"python", "pip"}
-    conda = {"torch" if d == "pytorch" else d for d in conda}  # conda's name for the same package
+    conda_names = {"pytorch": "torch", "ray-default": "ray"}  # conda's names for the same packages
+    conda = {conda_names.get(d, d) for d in conda}
     assert conda == deps
 
 

@@ -45,10 +45,13 @@ def default_widths(name: str) -> list:
     return list(MODELS.get(name).default_widths)
 
 
-def scale_widths(widths: Sequence, mult: float) -> list:
-    """One width multiplier for a whole architecture (ints scaled, 'M' kept); never below one channel."""
+def scale_widths(widths: Sequence, mult: float, arch: Optional[str] = None) -> list:
+    """One width multiplier for a whole architecture (ints scaled, 'M' kept); never below one channel.  With
+    ``arch``, a family that defines its own ``scale_widths`` (DenseNet: widths tied by concatenation) does it."""
     if mult == 1.0:
         return list(widths)
+    if arch is not None and hasattr(MODELS.get(arch), "scale_widths"):
+        return MODELS.get(arch).scale_widths(list(widths), mult)
     return [w if isinstance(w, str) else max(1, int(round(w * mult))) for w in widths]
 
 
@@ -56,4 +59,4 @@ def list_models() -> list[str]:
     return MODELS.names()
 
 
-from . import resnet, vgg  # noqa: E402,F401  (registration side effects)
+from . import densenet, preresnet, resnet, resnet18, vgg  # noqa: E402,F401  (registration side effects)

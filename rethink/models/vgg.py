@@ -61,3 +61,27 @@ class _Family:
 
 for _name, _cfg in CFGS.items():
     register_model(_name)(_Family(_cfg))
+
+
+class SlimVGG(VGG):
+    """VGG of the Network Slimming code (Liu et al. 2017; PAPERS.md): the same conv stack and avgpool 2, then a
+    single Linear(C, classes); BN scales start at 0.5 and the Linear at N(0, 0.01), as in that code."""
+
+    def __init__(self, widths: list, num_classes: int = 10, in_channels: int = 3):
+        super().__init__(widths, num_classes, in_channels)
+        c = [w for w in widths if w != "M"][-1]
+        self.classifier = nn.Sequential(nn.Linear(c, num_classes))  # classifier.0: the last conv's consumer
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 0.5)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.classifier[0].weight, 0, 0.01)
+        nn.init.zeros_(self.classifier[0].bias)
+
+
+class _SlimFamily(_Family):
+    def build(self, widths, num_classes, in_channels):
+        return SlimVGG(widths, num_classes, in_channels)
+
+
+register_model("vgg19-slim")(_SlimFamily(CFGS["vgg19"]))

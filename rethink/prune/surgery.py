@@ -1,6 +1,8 @@
 """Kept filter indices -> a physically smaller model of the same family, with the kept weights copied."""
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 
@@ -51,4 +53,60 @@ def mask_filters(model: nn.Module, keep: dict) -> nn.Module:
         modules[layer.conv].weight[drop] = 0
         modules[layer.bn].weight[drop] = 0
         modules[layer.bn].bias[drop] = 0
+    return model
+
+
+def model_selections(model: nn.Module) -> dict:
+    """{selection module name: Selection} of a model with channel selections (PreResNet, DenseNet), else {}."""
+    return {s.select: s for s in getattr(model, "selections", lambda: [])()}
+
+
+def prune_channels(model: nn.Module, keep: dict) -> nn.Module:
+    """``prune_filters`` extended to channel selections: ``keep`` maps a conv layer id (int) to its kept filters,
+    and a selection module name (str, see ``model.selections()``) to the kept positions among the channels it
+    selects now.  A selection's index buffer keeps ``index[kept]`` and its consumer's input channels are cut; its
+    BN stays whole (the channels it does not select are simply not read, as in the Network Slimming code)."""
+    conv_keep = {k: v for k, v in keep.items() if not isinstance(k, str)}
+    sel_keep = {k: torch.as_tensor(v, dtype=torch.long).cpu() for k, v in keep.items() if isinstance(k, str)}
+    new = prune_filters(model, conv_keep) if conv_keep else model
+    if not sel_keep:
+        return new if new is not model else copy.deepcopy(model)
+    sels = model_selections(model)
+    widths = list(new.widths)
+    cuts: dict[str, tuple] = {}
+    for name, idx in sel_keep.items():
+        if name not in sels:
+            raise ValueError(f"{model.arch} has no channel selection {name!r}; it has: {', '.join(sels) or 'none'}")
+        s = sels[name]
+        widths[s.width_index] = len(idx)
+        cuts[f"{s.select}.index"] = idx  # positions among the selected -> original channel numbers
+        cuts[f"{s.consumer}.weight"] = idx
+    out = get_model(model.arch, model.num_classes, widths, model.in_channels)
+    state = {}
+    for key, t in new.state_dict().items():
+        if key in cuts:
+            dim = 0 if key.endswith(".index") else 1
+            t = t.index_select(dim, cuts[key].to(t.device))
+        state[key] = t.clone()
+    out.load_state_dict(state)
+    p = next(model.parameters())
+    return out.to(device=p.device, dtype=p.dtype)
+
+
+@torch.no_grad()
+def mask_channels(model: nn.Module, keep: dict) -> nn.Module:
+    """The masked twin of ``prune_channels`` (in place): removed filters as ``mask_filters``; for a selection,
+    the BN scale and shift of the selected channels not kept are zeroed, so ReLU passes 0 to the consumer."""
+    mask_filters(model, {k: v for k, v in keep.items() if not isinstance(k, str)})
+    sels, modules = model_selections(model), dict(model.named_modules())
+    for name, idx in keep.items():
+        if not isinstance(name, str):
+            continue
+        s = sels[name]
+        index = modules[s.select].index
+        drop = torch.ones(len(index), dtype=torch.bool, device=index.device)
+        drop[torch.as_tensor(idx, dtype=torch.long, device=index.device)] = False
+        bn = modules[s.bn]
+        bn.weight[index[drop]] = 0
+        bn.bias[index[drop]] = 0
     return model

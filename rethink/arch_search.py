@@ -1,0 +1,140 @@
+"""Pruning as architecture search (Liu et al. 2019, Section 5): the widths Network Slimming finds, trained from
+scratch, against a uniformly narrowed network of the same FLOPs, and a "guided" design that gives every conv of
+a stage the average width the pruned network kept in that stage.
+
+The claims to check (PAPERS.md): the slimming-found architecture beats the uniform one at the same budget; later
+layers are pruned most; the guided design comes close to the pruned one.  Stages are the runs of convs between
+'M' (max-pool) entries of a VGG ``widths`` list.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import torch
+
+from .config import ConfigError, RunConfig
+from .data import DatasetInfo, get_loaders
+from .experiment import build_model, get_baseline, original_widths
+from .metrics import count_flops, count_params
+from .models import default_widths, get_model, scale_widths
+from .prune import get_method, method_kwargs
+from .records import provenance, write_record
+from .train import Schedule, train
+
+
+def stages(widths: list) -> list[list[int]]:
+    """Conv widths grouped by stage (split at 'M')."""
+    out, cur = [], []
+    for w in widths:
+        if w == "M":
+            out.append(cur)
+            cur = []
+        else:
+            cur.append(w)
+    return [s for s in out + [cur] if s]
+
+
+def guided_widths(pruned: list) -> list:
+    """Every conv of a stage gets the stage's mean pruned width (rounded, at least 1); 'M' kept."""
+    if "M" not in pruned:
+        raise ConfigError("the guided design is defined for VGG widths (stages separated by 'M')")
+    means = iter([max(1, round(sum(s) / len(s))) for s in stages(pruned)])
+    out, cur = [], None
+    for i, w in enumerate(pruned):
+        if w == "M":
+            out.append(w)
+            cur = None
+            continue
+        if cur is None:
+            cur = next(means)
+        out.append(cur)
+    return out
+
+
+def uniform_widths(arch: str, target_flops: int, in_channels: int = 3, num_classes: int = 10) -> tuple[list, float]:
+    """(widths, multiplier): the arch's default (unscaled) widths times the one multiplier whose FLOPs come closest
+    to ``target_flops`` (bisection on the multiplier, FLOPs grow with it)."""
+    def flops(m):
+        return count_flops(get_model(arch, num_classes, scale_widths(default_widths(arch), m, arch), in_channels),
+                           (in_channels, 32, 32))
+    lo, hi = 1e-3, 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if flops(mid) < target_flops else (lo, mid)
+    best = min((lo, hi), key=lambda m: abs(flops(m) - target_flops))
+    return scale_widths(default_widths(arch), best, arch), best
+
+
+def train_scratch(cfg: RunConfig, info: DatasetInfo, widths: list, seed: int, loaders, progress: bool = True,
+                  desc: str = "scratch") -> dict:
+    """Train ``widths`` from random initialisation with the large model's schedule (Scratch-E)."""
+    train_loader, test_loader = loaders
+    torch.manual_seed(seed)
+    model = build_model(cfg, info, widths)
+    t = cfg.train
+    train_loader.reseed(seed)
+    metrics = train(model, train_loader, test_loader, Schedule(t.epochs, t.lr, tuple(t.milestones), t.momentum,
+                                                                 t.weight_decay),
+                    progress=progress, desc=desc, perf=cfg.perf)
+    shape = (info.in_channels, 32, 32)
+    return dict(widths=list(model.widths), params=count_params(model), flops=count_flops(model, shape),
+                metrics=metrics)
+
+
+def run_arch_search(cfg: RunConfig, progress: bool = True) -> list[dict]:
+    """For each seed: the slimming-trained large model (cached), its pruned widths at ``cfg.prune.prune_ratio``,
+    then the pruned, the uniform and the guided architecture trained from scratch.  One record per seed; returns
+    flat rows (seed, design, widths, params, flops, best_acc, final_acc)."""
+    if cfg.prune.method != "slimming":
+        raise ConfigError(f"the architecture search uses slimming, not {cfg.prune.method!r}")
+    train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
+    loaders = (train_loader, test_loader)
+    rows = []
+    for seed in cfg.seeds:
+        t0 = time.time()
+        base, base_metrics, _ = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
+        result = get_method("slimming")(copy.deepcopy(base), **method_kwargs("slimming", cfg.prune))
+        shape = (info.in_channels, 32, 32)
+        target = count_flops(result.model, shape)
+        uniform, mult = uniform_widths(cfg.arch, target, info.in_channels, info.num_classes)
+        designs = {"pruned (slimming)": result.widths, f"uniform (x{mult / cfg.width_mult:.3f})": uniform,
+                   "guided (stage means)": guided_widths(result.widths)}
+        res = {"large": dict(widths=original_widths(cfg), params=count_params(base), flops=count_flops(base, shape),
+                             metrics=base_metrics), "clamped": result.clamped}
+        for name, widths in designs.items():
+            res[name] = train_scratch(cfg, info, widths, seed, loaders, progress, f"{name} seed {seed}")
+        name = f"{cfg.data.dataset}-{cfg.profile}-archsearch-{cfg.arch}-p{cfg.prune.prune_ratio:g}-s{seed}"
+        write_record(dict(run_id=name, kind="architecture-search", seed=seed, config=cfg.to_dict(), result=res,
+                          provenance=provenance(cfg.device, time.time() - t0)),
+                     Path(cfg.output_dir) / "records" / f"{name}.json")
+        for design, r in res.items():
+            if design == "clamped":
+                continue
+            rows.append(dict(seed=seed, design=design, widths=r["widths"], params=r["params"], flops=r["flops"],
+                             best_acc=r["metrics"]["best_acc"], final_acc=r["metrics"]["final_acc"]))
+    return rows
+
+
+def arch_table(rows, source: str = ""):
+    """Rows of ``run_arch_search`` -> one row per design: params, FLOPs, best and final accuracy (mean ± std)."""
+    import pandas as pd
+
+    from .report import mean_std
+    df = pd.DataFrame(rows)
+    out = []
+    for design, g in df.groupby("design", sort=False):
+        out.append({"design": design, "params": int(g.params.iloc[0]), "FLOPs": int(g.flops.iloc[0]),
+                    "best acc": mean_std(g.best_acc), "final acc": mean_std(g.final_acc), "n": g.seed.nunique(),
+                    "source": source})
+    return pd.DataFrame(out).set_index("design")
+
+
+def kept_by_stage(original: list, pruned: list):
+    """Fraction of channels kept per stage (slimming's pruned widths / the original widths)."""
+    import pandas as pd
+    pairs = zip(stages(original), stages(pruned))
+    rows = [{"stage": i + 1, "convs": len(a), "original": sum(a), "kept": sum(b),
+             "kept %": round(100 * sum(b) / sum(a), 1)} for i, (a, b) in enumerate(pairs)]
+    return pd.DataFrame(rows).set_index("stage")

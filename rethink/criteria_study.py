@@ -1,0 +1,83 @@
+"""The experiments behind the criteria chapters (Huang et al. NeurIPS 2021): the trained baseline of a config
+(from the checkpoint cache of :mod:`rethink.experiment`) next to its random initialisation, and the accuracy of
+pruning it by each criterion at one prune_ratio, before and after a short fine-tune."""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Iterable
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .config import RunConfig
+from .data import get_loaders
+from .experiment import build_model, get_baseline
+from .metrics import count_flops, count_params
+from .prune.by_criterion import prune_by_criterion
+from .prune.criteria import get_criterion
+from .records import provenance, write_record
+from .train import Schedule, evaluate, train
+
+
+def trained_and_random(cfg: RunConfig, seed: int, progress: bool = True) -> dict:
+    """{trained, random, metrics, cached, loaders: (train, test), info} for baseline ``seed`` of ``cfg``: the
+    trained model comes from the cache (or is trained and cached); ``random`` is the same architecture at the
+    initialisation of seed ``seed`` (the control: criteria on weights nothing was learned into)."""
+    train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
+    t0 = time.time()
+    model, metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
+    torch.manual_seed(seed)
+    random = build_model(cfg, info)
+    return dict(trained=model, random=random, metrics=metrics, cached=cached, loaders=(train_loader, test_loader),
+                info=info, wall_time_s=time.time() - t0)
+
+
+def accuracy_by_criterion(model: nn.Module, criteria: Iterable[str], prune_ratio: float, train_loader,
+                          test_loader, finetune_epochs: int, finetune_lr: float = 0.001, scope: str = "layer",
+                          normalise: str | None = None, taylor_batches: int = 4, seed: int = 0, perf=None,
+                          progress: bool = False, in_shape=(3, 32, 32)) -> pd.DataFrame:
+    """Prune a copy of ``model`` by each criterion at ``prune_ratio`` (``scope`` layer or global) and fine-tune it
+    for ``finetune_epochs`` at constant ``finetune_lr`` (the papers' fine-tuning, shortened); one row per
+    criterion: params, FLOPs, test accuracy right after pruning and after fine-tuning (final and best), and
+    the layers clamped at one filter."""
+    rows = []
+    for name in criteria:
+        crit = get_criterion(name)
+        result = prune_by_criterion(copy.deepcopy(model), name, prune_ratio, scope, normalise,
+                                    loader=train_loader if crit.needs == "grad" else None, n_batches=taylor_batches)
+        _, acc0 = evaluate(result.model, test_loader)
+        train_loader.reseed(seed)  # every criterion fine-tunes on the same batches
+        m = train(result.model, train_loader, test_loader, Schedule(finetune_epochs, finetune_lr, ()),
+                  progress=progress, desc=f"fine-tune {name}", **({"perf": perf} if perf is not None else {}))
+        rows.append(dict(criterion=crit.label, params=count_params(result.model),
+                         flops=count_flops(result.model, in_shape), acc_pruned=acc0, acc_finetuned=m["final_acc"],
+                         best_finetuned=m["best_acc"], clamped=len(result.clamped)))
+    return pd.DataFrame(rows).set_index("criterion")
+
+
+def write_study_record(cfg: RunConfig, kind: str, seed: int, results: dict, wall_time_s: float) -> str:
+    """One JSON record of a criteria study (``kind``: criteria-similarity | weight-distribution) under
+    ``<output_dir>/records``; ``results`` must be JSON-serialisable (tables as ``DataFrame.to_dict``)."""
+    from pathlib import Path
+    results = _jsonable(results)
+    rid = f"{cfg.data.dataset}-{cfg.profile}-{kind}-{cfg.arch}-s{seed}"
+    path = Path(cfg.output_dir) / "records" / f"{rid}.json"
+    write_record(dict(run_id=rid, kind=kind, seed=seed, config=cfg.to_dict(), results=results,
+                      provenance=provenance(cfg.device, wall_time_s)), path)
+    return str(path)
+
+
+def _jsonable(obj):
+    """DataFrames and Series (any nesting in dicts and lists) as JSON-ready dicts; tuple keys joined by '/'."""
+    import json
+    if isinstance(obj, (pd.DataFrame, pd.Series)):
+        return json.loads(obj.to_json(orient="split"))
+    if isinstance(obj, dict):
+        return {"/".join(map(str, k)) if isinstance(k, tuple) else str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    return obj

@@ -1,0 +1,45 @@
+"""Channel selection (Liu et al., ICCV 2017, "Network Slimming"): where a residual sum or a dense concatenation
+forbids cutting a conv's output channels, pruning instead selects which channels of a BN's output the next conv
+reads.
+
+The original code keeps a 0/1 vector and gathers with numpy on every forward pass; here the selection holds the
+kept channel indices as a buffer (so a checkpoint's ``state_dict`` carries them) and the count of kept channels
+is the layer's entry in ``widths`` (so ``widths`` alone fixes every tensor shape).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One channel-selection point as pruning sees it: ``select`` is the ChannelSelection module, ``bn`` the BN
+    whose output it selects from (its scales are what slimming scores), ``consumer`` the conv/linear reading the
+    selected channels (its input channels are cut), ``width_index`` the position of the kept count in ``widths``."""
+    select: str
+    bn: str
+    consumer: str
+    width_index: int
+
+
+class ChannelSelection(nn.Module):
+    """Keeps channels ``index`` (a sorted LongTensor buffer, default the first ``n_out``) of an (N, n_in, H, W) or
+    (N, n_in) input."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        if not 1 <= n_out <= n_in:
+            raise ValueError(f"a channel selection keeps between 1 and {n_in} channels, not {n_out}")
+        self.n_in = n_in
+        self.register_buffer("index", torch.arange(n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.index.numel() == self.n_in:  # sorted, distinct and all of them: the identity
+            return x
+        return x.index_select(1, self.index)
+
+    def extra_repr(self) -> str:
+        return f"{self.n_in} -> {self.index.numel()}"

@@ -1,0 +1,665 @@
+"""Experiment grids: one YAML file per book chapter -> runs -> papermill executions, on one machine or on a Ray
+cluster, resumable after any failure.
+
+A grid file (``grids/table1.yaml``)::
+
+    notebook: notebooks/scratch_vs_finetune.ipynb  # the papermill template every run executes
+    kind: experiment      # experiment: each run is one rethink.experiment.run_experiment, so the sweep trains its
+                          #   baselines first and checks its records; notebook: just execute the notebook
+    output_dir: book/runs # the notebook's output_dir parameter: records (<output_dir>/records); sweep state (.sweep/)
+    executed_dir: book/runs  # where executed notebooks go (default: output_dir)
+    name: "{variant}"     # executed notebook <output_dir>/<name>.ipynb, formatted with the run's parameters
+    parameters:           # the same for every run
+      dataset: fashion-mnist
+      profile: quick
+    axes:                 # the runs are the product of the axes
+      - [{arch: vgg16, variant: vgg16-a}, {arch: resnet56, variant: resnet56-a}]  # a list: values set together
+      - {seeds: [[0], [1]]}                                                         # a mapping: one axis per key
+
+Paths in a grid are relative to the folder the sweep runs from (the repository root).
+
+A run's id is the notebook's name and a hash of its parameters (``output_dir`` and ``data_root`` left out: they
+say where things are, not what is computed), so it is the same in every invocation.  A run is *done* when its
+done-marker exists, its executed notebook holds no error and (``kind: experiment``) every record it must write
+is readable; done runs are skipped.  Everything a run writes goes to temporary names first: papermill writes
+``<output_dir>/.sweep/<run id>/<name>.ipynb.part``, which is renamed to ``<output_dir>/<name>.ipynb`` after the
+notebook finished and its records were checked; then the done-marker is written atomically.  A run killed at
+any point (kill -9 included) has no marker, so the next invocation runs it again.  A failed run is retried
+``retries`` times, then reported; the rest of the grid goes on.
+
+Baselines: runs of ``kind: experiment`` prune a trained large model, cached per (arch, data, schedule, seed) by
+:func:`rethink.experiment.get_baseline`; runs on the same arch share it.  The sweep trains each needed baseline
+once, as a task of its own, before the runs that need it (locally: a run starts when its baselines are cached;
+on Ray: the baseline tasks' ObjectRefs are arguments of the run tasks, and carry the checkpoint to the node of
+the run).  A file lock on the cache entry keeps two sweeps (or two Ray workers of one machine) from training
+the same baseline at once.
+
+Each task runs in a subprocess of its own (``python -m rethink.sweep baseline|run SPEC``): its torch threads and
+``CUDA_VISIBLE_DEVICES`` are set through its environment, a crash or kill -9 takes only that task down, and the
+notebook's kernel (a child of it) exits with it.
+"""
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+ENGINES = ("local", "ray")
+KINDS = ("experiment", "notebook")
+STATE = ".sweep"            # per-run state folder inside the output folder
+ERROR_PREFIX = "SWEEP-ERROR: "  # the worker's last stderr line names the error (one line)
+# Parameters that say where things are, not what is computed: not part of a run's id.
+LOCATION_PARAMETERS = ("output_dir", "data_root")
+
+
+class GridError(ValueError):
+    """A grid file is malformed or names something that does not exist."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# grids and runs
+
+@dataclass
+class Grid:
+    name: str                      # the file's stem, e.g. "table1"
+    notebook: str
+    kind: str = "notebook"
+    output_dir: str = "runs"
+    executed_dir: Optional[str] = None         # None: output_dir
+    name_template: Optional[str] = None
+    parameters: dict = field(default_factory=dict)
+    axes: list = field(default_factory=list)   # each axis: a list of {parameter: value} points
+
+
+@dataclass
+class Run:
+    run_id: str                    # <notebook stem>-<hash of the parameters>
+    grid: str
+    name: str                      # executed notebook: <output_dir>/<name>.ipynb
+    notebook: str
+    kind: str
+    output_dir: str
+    cwd: str                       # absolute folder the notebook runs in (relative paths are relative to it)
+    parameters: dict               # everything passed to papermill, output_dir included
+    executed_dir: Optional[str] = None  # folder of the executed notebook; None: output_dir
+    baselines: list = field(default_factory=list)  # names of the baseline tasks this run needs (kind experiment)
+    records: list = field(default_factory=list)    # record files the run must leave behind (kind experiment)
+    error: Optional[str] = None    # the parameters are invalid: the run fails without executing
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.cwd) / self.output_dir / STATE / self.run_id
+
+    @property
+    def notebook_path(self) -> Path:
+        return Path(self.cwd) / (self.executed_dir or self.output_dir) / f"{self.name}.ipynb"
+
+    @property
+    def partial_path(self) -> Path:
+        return self.state_dir / f"{self.name}.ipynb.part"
+
+    @property
+    def marker_path(self) -> Path:
+        return self.state_dir / "done.json"
+
+
+@dataclass
+class Baseline:
+    """A large model to train (or find in the cache) before the runs that prune it."""
+    name: str                      # cache file name, "<arch>-<key>.pt"
+    params: dict                   # keyword arguments of rethink.experiment.configure
+    seed: int
+    cwd: str
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and check a grid file."""
+    path = Path(path)
+    try:
+        d = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise GridError(f"cannot read grid {path}: {e}") from e
+    if not isinstance(d, dict) or "notebook" not in d:
+        raise GridError(f"{path}: a grid is a mapping with at least 'notebook' (and 'parameters', 'axes')")
+    known_keys = {"notebook", "kind", "output_dir", "executed_dir", "name", "parameters", "axes", "description"}
+    unknown = set(d) - known_keys
+    if unknown:
+        raise GridError(f"{path}: unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(known_keys))}")
+    kind = d.get("kind", "notebook")
+    if kind not in KINDS:
+        raise GridError(f"{path}: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    axes = []
+    for item in d.get("axes") or []:
+        if isinstance(item, dict):      # {param: [values]}: one axis per parameter
+            for k, values in item.items():
+                if not isinstance(values, list) or not values:
+                    raise GridError(f"{path}: axis {k!r} must be a non-empty list of values")
+                axes.append([{k: v} for v in values])
+        elif isinstance(item, list) and item and all(isinstance(p, dict) for p in item):
+            axes.append([dict(p) for p in item])  # points that set several parameters together
+        else:
+            raise GridError(f"{path}: an axis is a mapping {{parameter: [values]}} or a list of mappings; "
+                            f"got {item!r}")
+    params = d.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise GridError(f"{path}: 'parameters' must be a mapping")
+    return Grid(name=path.stem, notebook=str(d["notebook"]), kind=kind, output_dir=str(d.get("output_dir", "runs")),
+                executed_dir=d.get("executed_dir"), name_template=d.get("name"), parameters=dict(params), axes=axes)
+
+
+def run_hash(notebook: str, parameters: dict) -> str:
+    """Stable id of (notebook, parameters): the order of keys, the folder of the notebook and the location
+    parameters do not change it."""
+    what = {k: v for k, v in parameters.items() if k not in LOCATION_PARAMETERS}
+    blob = json.dumps(dict(notebook=Path(notebook).name, parameters=what), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def notebook_defaults(notebook: str | Path) -> dict:
+    """The notebook's parameters cell as {name: default value} (literals only; others are left out)."""
+    import papermill as pm
+    out = {}
+    for name, p in pm.inspect_notebook(str(notebook)).items():
+        with contextlib.suppress(ValueError, SyntaxError):
+            out[name] = ast.literal_eval(p["default"])
+    return out
+
+
+def sweep_output_dir(grid: Grid, profile: Optional[str], output_dir: Optional[str]) -> str:
+    """``output_dir`` when given; the grid's when the profile is the grid's own; else runs/sweeps/<grid>-<profile>,
+    so that a smoke check of a book grid never overwrites the book's executed notebooks and records."""
+    if output_dir:
+        return str(output_dir)
+    if profile is None or profile == grid.parameters.get("profile"):
+        return grid.output_dir
+    return f"runs/sweeps/{grid.name}-{profile}"
+
+
+def expand(grid: Grid, profile: Optional[str] = None, overrides: Optional[dict] = None,
+           output_dir: Optional[str] = None, cwd: str | Path | None = None) -> tuple[list[Run], dict]:
+    """The runs of ``grid`` (fixed parameters < axes < ``profile`` and ``overrides``) and, for ``kind:
+    experiment``, the baselines they need ({name: Baseline}).  Raises GridError for a malformed grid; a run whose
+    parameters are invalid is returned with ``error`` set."""
+    cwd = str(Path(cwd or os.getcwd()).resolve())
+    notebook = Path(grid.notebook)
+    if not (Path(cwd) / notebook).is_file():
+        raise GridError(f"grid {grid.name}: notebook {grid.notebook} not found under {cwd} (paths in a grid are "
+                        f"relative to the folder the sweep runs from, the repository root)")
+    out = sweep_output_dir(grid, profile, output_dir)
+    # executed notebooks stay beside the outputs whenever those moved away from the grid's own folder
+    executed = grid.executed_dir if out == grid.output_dir else None
+    defaults = notebook_defaults(Path(cwd) / notebook) if grid.kind == "experiment" else {}
+    runs, baselines, names = [], {}, {}
+    for point in itertools.product(*grid.axes):
+        params = dict(grid.parameters)
+        for p in point:
+            params.update(p)
+        if profile is not None:
+            params["profile"] = profile
+        params.update(overrides or {})
+        params["output_dir"] = out
+        rid = f"{notebook.stem}-{run_hash(grid.notebook, params)}"
+        try:
+            name = grid.name_template.format(**params) if grid.name_template else rid
+        except (KeyError, IndexError) as e:
+            raise GridError(f"grid {grid.name}: name {grid.name_template!r} uses a parameter no run sets: {e}") from e
+        if name in names and names[name] != rid:
+            raise GridError(f"grid {grid.name}: two different runs are both named {name!r}; add the axis that "
+                            f"tells them apart to 'name'")
+        names[name] = rid
+        run = Run(run_id=rid, grid=grid.name, name=name, notebook=str(notebook), kind=grid.kind, output_dir=out,
+                  cwd=cwd, parameters=params, executed_dir=executed)
+        if grid.kind == "experiment":
+            try:
+                _plan_experiment(run, {**defaults, **params}, baselines)
+            except Exception as e:  # noqa: BLE001 (an invalid configuration fails this run, not the grid)
+                run.error = f"{type(e).__name__}: {e}"
+        if not any(r.run_id == rid for r in runs):
+            runs.append(run)
+    return runs, baselines
+
+
+def configure_kwargs(params: dict) -> dict:
+    """The notebook parameters that rethink.experiment.configure takes (the notebook passes them through)."""
+    import inspect
+
+    from .config import DataConfig, PerfConfig, TrainConfig, make_config
+    names = set(inspect.signature(make_config).parameters) - {"overrides"}
+    names |= {f.name for c in (DataConfig, TrainConfig, PerfConfig) for f in dataclasses.fields(c)}
+    names |= {"width_mult"}
+    return {k: v for k, v in params.items() if k in names}
+
+
+def _plan_experiment(run: Run, params: dict, baselines: dict) -> None:
+    """Fill ``run.baselines`` and ``run.records`` the way run_experiment will name them."""
+    from .experiment import REGIMES, baseline_path, configure
+    from .experiment import run_id as record_id
+    kwargs = configure_kwargs(params)
+    cfg = configure(**dict(kwargs))
+    for seed in cfg.seeds:
+        name = baseline_path(cfg, seed).name
+        baselines.setdefault(name, Baseline(name=name, params=kwargs, seed=seed, cwd=run.cwd))
+        run.baselines.append(name)
+        for regime in ("baseline",) + REGIMES:
+            run.records.append(str(Path(cfg.output_dir) / "records" / f"{record_id(cfg, regime, seed)}.json"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# state of a run
+
+def notebook_error(path: Path) -> Optional[str]:
+    """None when the executed notebook at ``path`` holds no error; else what is wrong with it."""
+    try:
+        nb = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        return f"executed notebook {path} unreadable: {e}"
+    if nb.get("metadata", {}).get("papermill", {}).get("exception"):
+        return "papermill marked the notebook as failed"
+    for cell in nb.get("cells", []):
+        for o in cell.get("outputs", []) or []:
+            if o.get("output_type") == "error":
+                return f"{o.get('ename')}: {o.get('evalue')}"
+    return None
+
+
+def missing_records(run: Run) -> list[str]:
+    from .records import read_record
+    return [r for r in run.records if read_record(Path(run.cwd) / r) is None]
+
+
+def is_done(run: Run) -> bool:
+    """Done-marker, an executed notebook without error, and every record of the run readable."""
+    from .records import read_record
+    marker = read_record(run.marker_path)
+    return (marker is not None and marker.get("run_id") == run.run_id and run.notebook_path.exists()
+            and notebook_error(run.notebook_path) is None and not missing_records(run))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the two tasks; each runs in a worker subprocess (``python -m rethink.sweep KIND SPEC``)
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive lock held while the block runs (released by the OS if the holder dies, even by kill -9)."""
+    import fcntl
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def train_baseline(b: Baseline) -> Path:
+    """Train the baseline into the cache unless it is there; returns the checkpoint's path.  The lock makes a
+    second trainer of the same checkpoint wait and then find it cached."""
+    from .data import get_loaders
+    from .experiment import baseline_path, configure, get_baseline
+    cfg = configure(**dict(b.params))
+    path = baseline_path(cfg, b.seed)
+    with file_lock(path.with_suffix(".lock")):
+        if not path.exists():
+            train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)  # as run_experiment does
+            get_baseline(cfg, b.seed, info, train_loader, test_loader, progress=False)
+    return path
+
+
+def execute_run(run: Run) -> None:
+    """Execute the run's notebook through papermill into a temporary file; check it and its records; rename it to
+    its final name; write the done-marker.  Raises RuntimeError (one line) on failure."""
+    import papermill as pm
+
+    from .records import write_record
+    t0 = time.time()
+    state = run.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    run.marker_path.unlink(missing_ok=True)
+    run.partial_path.unlink(missing_ok=True)
+    try:
+        with warnings.catch_warnings():  # the .part name is on purpose: never taken for a finished notebook
+            warnings.filterwarnings("ignore", "The specified file .* does not end in", UserWarning)
+            pm.execute_notebook(str(Path(run.cwd) / run.notebook), str(run.partial_path), parameters=run.parameters,
+                                cwd=run.cwd, progress_bar=False, log_output=False)
+    except pm.PapermillExecutionError as e:
+        raise RuntimeError(f"{e.ename}: {e.evalue} (cell {e.exec_count}; partial notebook {run.partial_path})") \
+            from None
+    error = notebook_error(run.partial_path)
+    if error:
+        raise RuntimeError(f"{error} (partial notebook {run.partial_path})")
+    missing = missing_records(run)
+    if missing:
+        raise RuntimeError(f"the notebook finished but did not write the record(s) {missing}")
+    run.notebook_path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(run.partial_path, run.notebook_path)
+    write_record(dict(run_id=run.run_id, grid=run.grid, name=run.name, notebook=run.notebook,
+                      parameters=run.parameters, records=run.records, wall_time_s=round(time.time() - t0, 2),
+                      host=os.uname().nodename, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds")),
+                 run.marker_path)
+
+
+def _worker_main(argv: list[str]) -> int:
+    """``python -m rethink.sweep baseline|run SPEC_JSON``: one task; the error goes to stderr's last line."""
+    kind, spec = argv
+    try:
+        if kind == "baseline":
+            print(train_baseline(Baseline(**json.loads(spec))))
+        else:
+            execute_run(Run(**json.loads(spec)))
+    except BaseException as e:  # noqa: BLE001 (report any failure, KeyboardInterrupt included, in one line)
+        traceback.print_exc()
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"\n{ERROR_PREFIX}{type(e).__name__}: {msg}" if not isinstance(e, RuntimeError) else
+              f"\n{ERROR_PREFIX}{msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def task_env(threads: int, gpu: Optional[str] = None) -> dict:
+    """Environment of a worker: torch/OpenMP threads; the GPU it may see (None: leave as is)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def run_worker(kind: str, spec: dict, env: dict, log_dir: Optional[Path] = None) -> Optional[str]:
+    """Run one task in a subprocess; None on success, else its error (one line).  Its output streams to
+    ``log_dir/attempt-<n>.log`` (n counts every attempt, of every invocation), so a killed task leaves its log."""
+    import tempfile
+    cmd = [sys.executable, "-m", "rethink.sweep", kind, json.dumps(spec, default=str)]
+    if log_dir is not None:
+        log_dir = Path(log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        n = 1 + max([int(p.stem.split("-")[-1]) for p in log_dir.glob("attempt-*.log")] or [0])
+        log = open(log_dir / f"attempt-{n}.log", "w+")
+    else:
+        log = tempfile.TemporaryFile("w+")
+    with log:
+        rc = subprocess.run(cmd, env=env, cwd=spec["cwd"], stdout=log, stderr=subprocess.STDOUT).returncode
+        if rc == 0:
+            return None
+        log.seek(0)
+        lines = log.read().splitlines()
+    errors = [ln for ln in lines if ln.startswith(ERROR_PREFIX)]
+    if errors:
+        return errors[-1][len(ERROR_PREFIX):]
+    if rc < 0:
+        return f"worker killed by signal {signal.Signals(-rc).name}"
+    tail = [ln for ln in lines if ln.strip()]
+    return f"worker exited with {rc}: {tail[-1] if tail else 'no output'}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# engines
+
+@dataclass
+class Summary:
+    grid: str
+    output_dir: str
+    done: list = field(default_factory=list)       # names of runs executed now
+    skipped: list = field(default_factory=list)    # names of runs done before
+    failed: dict = field(default_factory=dict)     # name -> (attempts, error)
+    pending: list = field(default_factory=list)    # names of runs a dry run would execute
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def __str__(self) -> str:
+        lines = [f"{self.grid}: {len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed "
+                 f"(output in {self.output_dir})"]
+        if self.pending:
+            lines.append(f"  to run ({len(self.pending)}): {', '.join(self.pending)}")
+        for name, (attempts, error) in sorted(self.failed.items()):
+            lines.append(f"  FAILED {name} after {attempts} attempt(s): {error}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Task:
+    key: str                       # "baseline:<name>" or "run:<run id>"
+    kind: str                      # baseline | run
+    spec: dict
+    deps: list                     # keys of the tasks that must succeed first
+    label: str
+    log_dir: Optional[Path] = None
+    attempts: int = 0
+    status: str = "pending"        # pending | running | done | failed
+    error: Optional[str] = None
+    cached: bool = False           # a baseline already in this machine's cache (a Ray node may still lack it)
+
+
+def _tasks(runs: list[Run], baselines: dict, summary: Summary) -> list[_Task]:
+    """Tasks for the runs that are not done (and the baselines those need), marking the others."""
+    from .experiment import baseline_path, configure
+    todo, tasks, needed = [], [], set()
+    for run in runs:
+        if run.error:
+            summary.failed[run.name] = (0, f"invalid parameters: {run.error}")
+        elif is_done(run):
+            summary.skipped.append(run.name)
+        else:
+            todo.append(run)
+            needed.update(run.baselines)
+    for name in sorted(needed):
+        b = baselines[name]
+        task = _Task(f"baseline:{name}", "baseline", dataclasses.asdict(b), [], f"baseline {name}",
+                     log_dir=Path(b.cwd) / todo[0].output_dir / STATE / f"baseline-{Path(name).stem}")
+        with contextlib.suppress(Exception):  # cached on this machine: the local engine has nothing to train
+            task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
+        tasks.append(task)
+    for run in todo:
+        tasks.append(_Task(f"run:{run.run_id}", "run", dataclasses.asdict(run),
+                           [f"baseline:{n}" for n in dict.fromkeys(run.baselines)], run.name,
+                           log_dir=run.state_dir))
+    return tasks
+
+
+def _gpu_slots(jobs: int, gpus_per_run: Optional[float]) -> tuple[list, int]:
+    """(one GPU id per parallel slot or [None]*jobs on CPU, number of slots)."""
+    try:
+        import torch
+        n = torch.cuda.device_count()
+    except Exception:  # noqa: BLE001
+        n = 0
+    if n == 0:
+        return [None] * jobs, jobs
+    per_gpu = max(1, int(1 / gpus_per_run)) if gpus_per_run else max(1, -(-jobs // n))
+    slots = [str(g) for _ in range(per_gpu) for g in range(n)][:jobs]
+    return slots, len(slots)
+
+
+def run_local(tasks: list[_Task], jobs: int = 1, retries: int = 1, gpus_per_run: Optional[float] = None,
+              on_finish: Callable[[_Task], None] = lambda t: None) -> None:
+    """Run ``tasks`` in at most ``jobs`` worker subprocesses; a task starts when its dependencies succeeded."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    slots, jobs = _gpu_slots(max(1, jobs), gpus_per_run)
+    free = list(range(jobs))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    by_key = {t.key: t for t in tasks}
+    for t in tasks:  # a baseline found in the cache needs no worker
+        if t.cached:
+            t.status = "done"
+    running = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while True:
+            for t in tasks:
+                if t.status != "pending":
+                    continue
+                failed = [by_key[d] for d in t.deps if by_key[d].status == "failed"]
+                if failed:
+                    t.status, t.error = "failed", f"needs {failed[0].label}, which failed: {failed[0].error}"
+                    on_finish(t)
+                elif free and all(by_key[d].status == "done" for d in t.deps):
+                    slot = free.pop(0)
+                    t.status, t.attempts = "running", t.attempts + 1
+                    fut = pool.submit(run_worker, t.kind, t.spec, task_env(threads, slots[slot]), t.log_dir)
+                    running[fut] = (t, slot)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                t, slot = running.pop(fut)
+                free.append(slot)
+                try:
+                    t.error = fut.result()
+                except Exception as e:  # noqa: BLE001 (could not even start the worker)
+                    t.error = f"{type(e).__name__}: {e}"
+                if t.error is None:
+                    t.status = "done"
+                elif t.attempts <= retries:
+                    t.status = "pending"  # try again
+                    continue
+                else:
+                    t.status = "failed"
+                on_finish(t)
+
+
+def _ray_baseline(spec: dict, log_dir: Optional[str] = None) -> tuple:
+    """Ray task: the baseline checkpoint, trained here unless cached, as (file name, bytes)."""
+    error = run_worker("baseline", spec, task_env(_ray_threads()), log_dir)
+    if error:
+        raise RuntimeError(error)
+    from .experiment import baseline_path, configure
+    b = Baseline(**spec)
+    return b.name, baseline_path(configure(**dict(b.params)), b.seed).read_bytes()
+
+
+def _ray_run(spec: dict, *checkpoints: tuple) -> str:
+    """Ray task: put the baselines this run needs into this node's cache, then execute the run."""
+    from .experiment import cache_dir
+    from .records import atomic_write_bytes
+    for name, data in checkpoints:
+        path = cache_dir() / "baselines" / name
+        if not path.exists():
+            atomic_write_bytes(path, data)
+    run = Run(**spec)
+    error = run_worker("run", spec, task_env(_ray_threads()), run.state_dir)
+    if error:
+        raise RuntimeError(error)
+    return run.name
+
+
+def _ray_threads() -> int:
+    # Ray sets OMP_NUM_THREADS of a worker to the task's num_cpus
+    return max(1, int(os.environ.get("OMP_NUM_THREADS") or 1))
+
+
+def run_ray(tasks: list[_Task], address: Optional[str] = None, retries: int = 1, cpus_per_run: float = 1,
+            gpus_per_run: Optional[float] = None, on_finish: Callable[[_Task], None] = lambda t: None) -> None:
+    """Each task a Ray task (``num_gpus`` a fraction); a run's baselines are ObjectRef arguments of it, so Ray
+    starts the run when they are ready and ships the checkpoints to its node.  ``address`` None starts a local
+    Ray; else connects (e.g. "127.0.0.1:6379", "auto"); Ray waits for an unreachable address without end."""
+    try:
+        import ray
+    except ImportError as e:
+        raise RuntimeError("the ray engine needs Ray: pip install 'rethink[ray]' (or pip install 'ray[default]')") \
+            from e
+    env = {k: os.environ[k] for k in ("RETHINK_CACHE", "RETHINK_DATA") if k in os.environ}
+    runtime_env = {"env_vars": env} if env else None
+    if address is None:  # a new Ray on this machine; "local", not None: None would join a stale cluster's address
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False,
+                 runtime_env=runtime_env)
+    else:
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+    try:
+        if gpus_per_run is None:
+            gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
+        opts = dict(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries, retry_exceptions=True)
+        baseline_fn = ray.remote(_ray_baseline).options(**opts)
+        run_fn = ray.remote(_ray_run).options(**opts)
+        refs = {}
+        for t in tasks:  # baselines come first in ``tasks``
+            if t.kind == "baseline":
+                refs[t.key] = baseline_fn.remote(t.spec, t.log_dir and str(t.log_dir))
+            else:
+                refs[t.key] = run_fn.remote(t.spec, *[refs[d] for d in t.deps])
+        waiting = {refs[t.key]: t for t in tasks}
+        while waiting:
+            ready, _ = ray.wait(list(waiting), num_returns=1)
+            t = waiting.pop(ready[0])
+            try:
+                ray.get(ready[0])
+                t.status = "done"
+            except Exception as e:  # noqa: BLE001 (RayTaskError wraps the task's own error)
+                t.status, t.error = "failed", _ray_error(e)
+            t.attempts = retries + 1 if t.status == "failed" else max(t.attempts, 1)
+            on_finish(t)
+    finally:
+        ray.shutdown()
+
+
+def _ray_error(e: BaseException) -> str:
+    cause = getattr(e, "cause", None) or e
+    text = str(cause).strip().splitlines()
+    return " ".join((text[-1] if text else type(cause).__name__).split())
+
+
+def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optional[dict] = None,
+          output_dir: Optional[str] = None, engine: str = "local", jobs: int = 1, retries: int = 1,
+          address: Optional[str] = None, gpus_per_run: Optional[float] = None, progress: bool = True,
+          dry_run: bool = False) -> Summary:
+    """Run every run of a grid that is not done yet; see the module docstring.  Returns what happened."""
+    from tqdm.auto import tqdm
+    if engine not in ENGINES:
+        raise GridError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    grid = load_grid(grid_path)
+    runs, baselines = expand(grid, profile, overrides, output_dir)
+    summary = Summary(grid.name, sweep_output_dir(grid, profile, output_dir))
+    tasks = _tasks(runs, baselines, summary)
+    n_runs = sum(t.kind == "run" for t in tasks)
+    if dry_run:
+        summary.pending = [t.label for t in tasks if t.kind == "run"]
+        return summary
+    bar = tqdm(total=len(runs), initial=len(runs) - n_runs, desc=grid.name, unit="run", disable=not progress,
+               file=sys.stderr)
+
+    def on_finish(t: _Task) -> None:
+        if t.status == "failed":
+            bar.write(f"{grid.name}: {t.label} failed after {t.attempts} attempt(s): {t.error}", file=sys.stderr)
+        if t.kind != "run":
+            return
+        if t.status == "done":
+            summary.done.append(t.label)
+        else:
+            summary.failed[t.label] = (t.attempts, t.error)
+        bar.update(1)
+        bar.set_postfix(failed=len(summary.failed), refresh=False)
+
+    try:
+        if engine == "local":
+            run_local(tasks, jobs, retries, gpus_per_run, on_finish)
+        elif tasks:
+            run_ray(tasks, address, retries, gpus_per_run=gpus_per_run, on_finish=on_finish)
+    finally:
+        bar.close()
+    return summary
+
+
+def parse_value(text: str) -> Any:
+    """A -p value as YAML (``64`` -> 64, ``[0, 1]`` -> list, ``null`` -> None), like papermill's -y."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))

@@ -1,0 +1,61 @@
+"""Pruning as architecture search: stage grouping, the guided design, the uniform design of equal FLOPs, and a
+smoke run with its record."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rethink.arch_search import arch_table, guided_widths, kept_by_stage, run_arch_search, stages, uniform_widths
+from rethink.config import ConfigError
+from rethink.experiment import configure
+from rethink.metrics import count_flops
+from rethink.models import default_widths, get_model
+
+PRUNED = [32, 60, "M", 100, 128, "M", 200, 256, 240, "M", 100, 80, 60, "M", 20, 10, 5]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_stages_and_guided_design():
+    assert stages(PRUNED) == [[32, 60], [100, 128], [200, 256, 240], [100, 80, 60], [20, 10, 5]]
+    guided = guided_widths(PRUNED)
+    assert [w for w in guided if w == "M"] == ["M"] * 4
+    assert stages(guided) == [[46, 46], [114, 114], [232, 232, 232], [80, 80, 80], [12, 12, 12]]
+    get_model("vgg16", widths=guided)  # a valid architecture
+    with pytest.raises(ConfigError, match="VGG"):
+        guided_widths(default_widths("resnet20"))
+    table = kept_by_stage(default_widths("vgg16"), PRUNED)
+    assert list(table["kept"]) == [92, 228, 696, 240, 35]
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "resnet56"])
+def test_uniform_design_matches_the_flops(arch):
+    target = count_flops(get_model("vgg16", widths=PRUNED)) if arch == "vgg16" else 0.3 * count_flops(get_model(arch))
+    widths, mult = uniform_widths(arch, int(target))
+    assert 0 < mult < 1
+    assert count_flops(get_model(arch, widths=widths)) == pytest.approx(target, rel=0.05)
+
+
+def test_smoke_run(tmp_path, fashion_root):
+    cfg = configure(method="slimming", arch="vgg11", prune_ratio=0.5, dataset="fashion-mnist", profile="smoke",
+                    device="cpu", data_root=fashion_root, output_dir=str(tmp_path / "as"), seeds=[0],
+                    train_subset=64, epochs=1)
+    rows = run_arch_search(cfg, progress=False)
+    designs = [r["design"] for r in rows]
+    assert designs[0] == "large" and designs[1] == "pruned (slimming)" and designs[2].startswith("uniform")
+    flops = {r["design"]: r["flops"] for r in rows}
+    assert flops[designs[2]] == pytest.approx(flops["pruned (slimming)"], rel=0.1)
+    assert flops["large"] > flops[designs[1]]
+    rec = json.loads(next((tmp_path / "as" / "records").glob("*.json")).read_text())
+    assert rec["kind"] == "architecture-search" and rec["result"]["pruned (slimming)"]["widths"] == rows[1]["widths"]
+    assert list(arch_table(rows).index) == designs
+    with pytest.raises(ConfigError, match="slimming"):
+        run_arch_search(configure(method="l1-norm", arch="vgg11", prune_ratio=0.5, profile="smoke", device="cpu"))

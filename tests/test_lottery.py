@@ -1,0 +1,76 @@
+"""The lottery ticket comparison: round ratios, rewinding to the baseline's own initialisation, nested masks, and a
+smoke run writing its records."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rethink.data import get_loaders
+from rethink.experiment import configure, get_baseline, initial_model
+from rethink.lottery import INITS, lottery_table, round_ratios, run_lottery
+from rethink.models import get_model
+from rethink.prune.masks import apply_masks, magnitude_masks
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_round_ratios_remove_the_same_fraction_of_what_is_left():
+    r = round_ratios(0.8, 3)
+    assert r[-1] == pytest.approx(0.8) and r == sorted(r)
+    left = [1.0] + [1 - x for x in r]
+    fractions = [left[i + 1] / left[i] for i in range(3)]
+    assert fractions == pytest.approx([fractions[0]] * 3)
+    assert round_ratios(0.5, 1) == [0.5]
+    with pytest.raises(ValueError):
+        round_ratios(0.5, 0)
+
+
+def test_later_rounds_keep_a_subset_of_earlier_masks():
+    torch.manual_seed(0)
+    model = get_model("vgg11")
+    first = magnitude_masks(model, 0.5)
+    second = magnitude_masks(apply_masks(model, first), 0.75)
+    assert all(torch.all(second[k] <= first[k]) for k in first)
+
+
+def tiny(tmp_path, fashion_root, **kw):
+    params = dict(method="magnitude", arch="resnet20", prune_ratio=0.8, dataset="fashion-mnist", profile="smoke",
+                  device="cpu", data_root=fashion_root, output_dir=str(tmp_path / "lottery"), seeds=[0],
+                  train_subset=64, epochs=2)
+    params.update(kw)
+    return configure(**params)
+
+
+def test_the_ticket_rewinds_to_the_baselines_own_initialisation(tmp_path, fashion_root):
+    cfg = tiny(tmp_path, fashion_root, epochs=0)  # an untrained baseline is its initialisation
+    train_loader, test_loader, info = get_loaders(cfg.data, cfg.device)
+    base, _, _ = get_baseline(cfg, 3, info, train_loader, test_loader, progress=False)
+    init = initial_model(cfg, info, 3)
+    assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), init.state_dict().values()))
+    other = initial_model(cfg, info, 4)
+    assert not torch.equal(other.conv1.weight, init.conv1.weight)
+
+
+def test_smoke_run_writes_records_and_keeps_the_masks(tmp_path, fashion_root):
+    cfg = tiny(tmp_path, fashion_root)
+    rows = run_lottery(cfg, lrs=(0.1, 0.01), rounds=2, progress=False)
+    assert len(rows) == 2 * 3 and {r["init"] for r in rows} == {"dense", *INITS}
+    for r in rows:
+        assert len(r["curve"]) == 2
+        if r["init"] != "dense":
+            assert r["sparsity"] == pytest.approx(0.8, abs=1e-3)  # measured after training
+    files = sorted((tmp_path / "lottery" / "records").glob("*.json"))
+    assert len(files) == 2
+    rec = json.loads(files[0].read_text())
+    assert rec["kind"] == "lottery-ticket" and len(rec["result"]["rounds"]) == 1
+    assert rec["config"]["train"]["lr"] == rec["lr"]
+    table = lottery_table(rows, source="ours")
+    assert list(table.index) == [0.1, 0.01] and (table.n == 1).all()

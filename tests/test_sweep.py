@@ -1,0 +1,296 @@
+"""The experiment grid: expansion and stable ids, resume (skip what is done, redo what was killed), retries then a
+reported failure while the rest goes on, and the same grid through a real Ray head."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import ROOT
+from rethink.sweep import GridError, Run, expand, is_done, load_grid, run_hash, sweep
+
+TINY = ROOT / "tests" / "grids" / "tiny.yaml"  # two runs (resnet56-a, resnet56-b) sharing one baseline
+
+
+def write_grid(folder: Path, **d) -> Path:
+    path = folder / f"{d.pop('file', 'g')}.yaml"
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+def toy_notebook(path: Path) -> Path:
+    """A papermill template that appends a line to <output_dir>/<tag>.attempts each time it runs, and fails when
+    ``fail`` is true: counts executions without training anything."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('tag = "a"  # name of the run\nfail = False  # raise an error\n'
+                                       'output_dir = "runs"  # where the attempts file goes')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "from pathlib import Path\nPath(output_dir).mkdir(parents=True, exist_ok=True)\n"
+        "with open(Path(output_dir) / f'{tag}.attempts', 'a') as f:\n    f.write('x\\n')\n"
+        "if fail:\n    raise RuntimeError(f'boom in {tag}')\nprint('ok', tag)")
+    nb.cells = [params, body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def cli(*args, cwd=ROOT, timeout=900, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rethink", "sweep", *map(str, args), "--quiet"], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+# ---------------------------------------------------------------------------------------------------- expansion
+
+def test_grid_expands_to_the_product_of_its_axes_with_stable_ids(tmp_path):
+    nb = toy_notebook(tmp_path / "toy.ipynb")
+    g = write_grid(tmp_path, notebook=str(nb), output_dir="out", name="{tag}-{x}", parameters=dict(fail=False),
+                   axes=[[{"tag": "a", "y": 1}, {"tag": "b", "y": 2}], {"x": [1, 2, 3]}])
+    runs, baselines = expand(load_grid(g), cwd=tmp_path)
+    assert len(runs) == 6 and baselines == {}
+    assert sorted(r.name for r in runs) == ["a-1", "a-2", "a-3", "b-1", "b-2", "b-3"]
+    a1 = next(r for r in runs if r.name == "a-1")
+    assert a1.parameters == dict(fail=False, tag="a", y=1, x=1, output_dir="out")  # zipped axis sets tag and y
+    assert len({r.run_id for r in runs}) == 6
+    # the same grid gives the same ids; key order and location parameters do not change an id; values do
+    assert [r.run_id for r in expand(load_grid(g), cwd=tmp_path)[0]] == [r.run_id for r in runs]
+    p = dict(a1.parameters)
+    assert run_hash("x/toy.ipynb", p) == run_hash("toy.ipynb", dict(reversed(list(p.items()))))
+    assert run_hash("toy.ipynb", p) == run_hash("toy.ipynb", {**p, "output_dir": "elsewhere", "data_root": "/d"})
+    assert run_hash("toy.ipynb", p) != run_hash("toy.ipynb", {**p, "x": 4})
+    assert run_hash("toy.ipynb", p) != run_hash("other.ipynb", p)
+    # -p style overrides and a profile override reach every run and change the ids
+    over, _ = expand(load_grid(g), profile="smoke", overrides={"fail": True}, cwd=tmp_path)
+    assert all(r.parameters["fail"] is True and r.parameters["profile"] == "smoke" for r in over)
+    assert not {r.run_id for r in over} & {r.run_id for r in runs}
+
+
+def test_grid_errors_are_reported(tmp_path):
+    nb = toy_notebook(tmp_path / "toy.ipynb")
+    with pytest.raises(GridError, match="unknown key"):
+        load_grid(write_grid(tmp_path, notebook=str(nb), axis=[]))
+    with pytest.raises(GridError, match="non-empty list"):
+        load_grid(write_grid(tmp_path, notebook=str(nb), axes=[{"x": 3}]))
+    with pytest.raises(GridError, match="not found"):
+        expand(load_grid(write_grid(tmp_path, notebook="missing.ipynb")), cwd=tmp_path)
+    with pytest.raises(GridError, match="both named"):  # two runs would write the same executed notebook
+        expand(load_grid(write_grid(tmp_path, notebook=str(nb), name="{tag}", axes=[{"x": [1, 2]}],
+                                    parameters=dict(tag="a"))), cwd=tmp_path)
+
+
+def test_table1_grid_is_the_books_table1():
+    runs, baselines = expand(load_grid(ROOT / "grids" / "table1.yaml"), cwd=ROOT)
+    assert [r.name for r in runs] == ["vgg16-a", "resnet56-a", "resnet56-b", "resnet110-a", "resnet110-b"]
+    assert {r.output_dir for r in runs} == {"book/runs"}
+    assert all(r.parameters["dataset"] == "fashion-mnist" and r.parameters["profile"] == "quick" for r in runs)
+    assert all(r.error is None for r in runs)
+    # quick profile: 2 seeds -> one baseline per (arch, seed), shared by the variants of an arch
+    assert len(baselines) == 3 * 2
+    assert set(runs[1].baselines) == set(runs[2].baselines) != set(runs[0].baselines)
+    assert all(len(r.records) == 2 * 4 for r in runs)  # (baseline + 3 regimes) per seed
+    # a smoke check does not write into the book
+    smoke, _ = expand(load_grid(ROOT / "grids" / "table1.yaml"), profile="smoke", cwd=ROOT)
+    assert {r.output_dir for r in smoke} == {"runs/sweeps/table1-smoke"}
+
+
+def test_every_book_grid_names_an_existing_notebook_and_expands():
+    grids = sorted((ROOT / "grids").glob("*.yaml"))
+    assert grids
+    for path in grids:
+        runs, _ = expand(load_grid(path), cwd=ROOT)
+        assert runs, path
+        assert not [r.error for r in runs if r.error], path
+
+
+def test_invalid_parameters_fail_that_run_only(tmp_path):
+    g = write_grid(tmp_path, notebook=str(ROOT / "notebooks" / "scratch_vs_finetune.ipynb"), kind="experiment",
+                   name="{arch}", parameters=dict(profile="smoke", dataset="fashion-mnist"),
+                   axes=[{"arch": ["resnet56", "no-such-arch"]}])
+    runs, baselines = expand(load_grid(g), cwd=tmp_path)
+    bad = next(r for r in runs if r.name == "no-such-arch")
+    assert "no-such-arch" in bad.error and "resnet56" in bad.error  # the error lists the known archs
+    assert next(r for r in runs if r.name == "resnet56").error is None and len(baselines) == 1
+
+
+# ---------------------------------------------------------------------------------------------------- run state
+
+def _finished(tmp_path: Path, error: bool = False) -> Run:
+    """A run whose notebook, records and marker are written by hand."""
+    run = Run(run_id="nb-0123456789", grid="g", name="x", notebook="nb.ipynb", kind="experiment", output_dir="out",
+              cwd=str(tmp_path), parameters={}, records=["out/records/r.json"])
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1/0" if error else "1")
+    if error:
+        cell.outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero")]
+    nb.cells = [cell]
+    run.notebook_path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, run.notebook_path)
+    (tmp_path / "out" / "records").mkdir()
+    (tmp_path / "out" / "records" / "r.json").write_text("{}")
+    run.state_dir.mkdir(parents=True)
+    run.marker_path.write_text(json.dumps({"run_id": run.run_id}))
+    return run
+
+
+def test_a_run_is_done_only_with_marker_clean_notebook_and_records(tmp_path):
+    run = _finished(tmp_path / "ok")
+    assert is_done(run)
+    run.marker_path.unlink()  # killed after the rename, before the marker
+    assert not is_done(run)
+    run = _finished(tmp_path / "rec")
+    (tmp_path / "rec" / "out" / "records" / "r.json").write_text('{"trunc')  # a partial record is not a result
+    assert not is_done(run)
+    assert not is_done(_finished(tmp_path / "err", error=True))  # finished with an error
+
+
+@pytest.mark.slow  # executes notebooks (a kernel start is seconds on a loaded CPU)
+def test_partial_notebook_without_marker_is_redone_and_replaced(tmp_path):
+    nb = toy_notebook(tmp_path / "toy.ipynb")
+    g = write_grid(tmp_path, notebook="toy.ipynb", output_dir="out", name="{tag}", axes=[{"tag": ["a"]}])
+    runs, _ = expand(load_grid(g), cwd=tmp_path)
+    run = runs[0]
+    # what a kill -9 mid-run leaves: papermill's partial output, no final notebook, no marker
+    run.state_dir.mkdir(parents=True)
+    run.partial_path.write_text('{"cells": [')
+    assert not is_done(run)
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        s = sweep(g, progress=False)
+        assert (s.done, s.skipped, s.failed) == (["a"], [], {})
+        assert not run.partial_path.exists() and is_done(run)
+        outputs = [o for c in nbformat.read(run.notebook_path, as_version=4).cells for o in c.get("outputs", [])]
+        assert [o.get("text") for o in outputs] == ["ok a\n"]
+        s = sweep(g, progress=False)
+        assert (s.done, s.skipped) == ([], ["a"])
+        assert (tmp_path / "out" / "a.attempts").read_text().count("x") == 1  # the second sweep ran nothing
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.slow  # executes notebooks (a kernel start is seconds on a loaded CPU)
+def test_failures_are_retried_then_reported_and_the_rest_goes_on(tmp_path):
+    toy_notebook(tmp_path / "toy.ipynb")
+    g = write_grid(tmp_path, notebook="toy.ipynb", output_dir="out", name="{tag}",
+                   axes=[[{"tag": "good", "fail": False}, {"tag": "bad", "fail": True}, {"tag": "ok2"}]])
+    proc = cli(g, "--retries", "2", "--jobs", "2", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "2 done, 0 skipped, 1 failed" in proc.stdout
+    assert "FAILED bad after 3 attempt(s): RuntimeError: boom in bad" in proc.stdout
+    out = tmp_path / "out"
+    assert (out / "bad.attempts").read_text().count("x") == 3 and (out / "good.attempts").read_text().count("x") == 1
+    assert (out / "good.ipynb").exists() and (out / "ok2.ipynb").exists() and not (out / "bad.ipynb").exists()
+    # the next invocation retries only the failed run
+    proc = cli(g, "--retries", "0", cwd=tmp_path)
+    assert "0 done, 2 skipped, 1 failed" in proc.stdout
+    assert (out / "bad.attempts").read_text().count("x") == 4
+
+
+# ---------------------------------------------------------------------------------------------------- real runs
+
+def _tiny_args(out: Path, fashion_root: str) -> list:
+    return [TINY, "--profile", "smoke", "--output-dir", out, "-p", "data_root", fashion_root]
+
+
+def _check_tiny_outputs(out: Path) -> None:
+    for variant in ("resnet56-a", "resnet56-b"):
+        nb = out / f"{variant}.ipynb"
+        assert nb.exists() and "smoke" in nb.read_text()
+        for regime in ("fine-tune", "scratch-e", "scratch-b"):
+            rec = json.loads((out / "records" / f"fashion-mnist-smoke-l1-norm-{variant}-{regime}-s0.json").read_text())
+            assert rec["regime"] == regime and rec["config"]["data"]["train_subset"] == 32
+    assert (out / "records" / "fashion-mnist-smoke-unpruned-resnet56-baseline-s0.json").exists()
+    assert not list(out.rglob("*.part"))
+
+
+@pytest.mark.slow
+def test_cli_sweep_runs_the_tiny_grid_then_skips_everything(tmp_path, fashion_root):
+    out = tmp_path / "out"
+    proc = cli(*_tiny_args(out, fashion_root), "--jobs", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert "tiny: 2 done, 0 skipped, 0 failed" in proc.stdout
+    _check_tiny_outputs(out)
+    # the shared baseline was trained once, by its own task, before the two runs
+    assert len(list((out / ".sweep").glob("baseline-resnet56-*/attempt-*.log"))) == 1
+    mtimes = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file()}
+    proc = cli(*_tiny_args(out, fashion_root), "--jobs", "2")
+    assert proc.returncode == 0 and "tiny: 0 done, 2 skipped, 0 failed" in proc.stdout
+    assert mtimes == {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file()}  # nothing rewritten
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_run_is_redone_by_the_next_invocation(tmp_path, fashion_root):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rethink", "sweep", *map(str, _tiny_args(out, fashion_root)), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 600
+    while not list(out.glob(".sweep/scratch_vs_finetune-*/*.part")):  # papermill is executing a run's notebook
+        assert proc.poll() is None and time.time() < deadline, "the sweep ended before any run started"
+        time.sleep(0.2)
+    time.sleep(2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, kill -9
+    proc.wait()
+    assert not list(out.glob(".sweep/scratch_vs_finetune-*/done.json")) and not list(out.glob("*.ipynb"))
+    done = cli(*_tiny_args(out, fashion_root))
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "tiny: 2 done, 0 skipped, 0 failed" in done.stdout  # the killed run is redone, not skipped
+    _check_tiny_outputs(out)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_tiny_grid_through_a_ray_head_with_two_workers(tmp_path, fashion_root):
+    pytest.importorskip("ray", reason="the ray engine needs `pip install .[ray]`")
+    ray_cli = Path(sys.executable).with_name("ray")
+    port = _free_port()
+    # our own head, in its own session, so that we stop exactly the processes we started; its own RAY_TMPDIR (short:
+    # unix socket paths live there), so that no file of it (e.g. /tmp/ray/ray_current_cluster) outlives the test
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    # the driver too: it finds this node's Ray there.  No token authentication: Ray 2.5x turns it on for a head when
+    # ~/.ray/auth_token exists (a local ray.init writes one), and the driver would then be refused.
+    env = dict(os.environ, RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled")
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                             "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats",
+                             "--object-store-memory", str(200 * 2**20), "--block"],
+                            env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out = tmp_path / "out"
+        args = [*_tiny_args(out, fashion_root), "--engine", "ray", "--address", f"127.0.0.1:{port}"]
+        deadline = time.time() + 180
+        while subprocess.run([str(ray_cli), "status", "--address", f"127.0.0.1:{port}"], env=env,
+                             capture_output=True).returncode != 0:  # the head takes seconds to come up
+            assert head.poll() is None and time.time() < deadline, "the Ray head did not start"
+            time.sleep(2)
+        proc = cli(*args, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+        assert "tiny: 2 done, 0 skipped, 0 failed" in proc.stdout
+        _check_tiny_outputs(out)
+        proc = cli(*args, env=env)
+        assert proc.returncode == 0 and "tiny: 0 done, 2 skipped, 0 failed" in proc.stdout
+    finally:
+        # `ray stop` would stop every Ray process of the machine; we stop the head's process group only
+        head.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
