@@ -45,6 +45,16 @@ def make_fashion_folder(folder: Path, n_train: int = 256, n_test: int = 128, gz:
     return folder
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny models train faster without thread hand-offs."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def fashion_root(tmp_path_factory) -> str:
     """A data root holding Fashion-MNIST: the real images (Debian's package) when installed, else made-up ones."""

@@ -16,12 +16,7 @@ from rethink.models import default_widths, get_model
 PRUNED = [32, 60, "M", 100, 128, "M", 200, 256, 240, "M", 100, 80, 60, "M", 20, 10, 5]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models run faster on one thread
 
 
 def test_stages_and_guided_design():

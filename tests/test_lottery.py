@@ -14,12 +14,7 @@ from rethink.models import get_model
 from rethink.prune.masks import apply_masks, magnitude_masks
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models run faster on one thread
 
 
 def test_round_ratios_remove_the_same_fraction_of_what_is_left():

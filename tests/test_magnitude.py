@@ -18,12 +18,7 @@ from rethink.prune.masks import conv_weights, mask_hooks, reinit_masked
 from rethink.train import Schedule, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models run faster on one thread
 
 
 def small(name="vgg11", mult=0.25):

@@ -15,12 +15,7 @@ from rethink.prune.sfp import soft_prune, soft_prune_hook
 from rethink.train import Schedule, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models run faster on one thread
 
 
 def resnet(mult=0.5):

@@ -22,13 +22,7 @@ from rethink.report import result_table
 SELECTION_ARCHS = ("preresnet56", "densenet40")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train several times faster on one thread than on two contending ones."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models run faster on one thread
 
 
 def narrow(name, mult=0.25):
