@@ -8,6 +8,7 @@ finished runs are reused too (``resume=True``), so an interrupted experiment con
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -142,7 +143,10 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
         base_info = _model_info(base, info)
         path = out / f"{run_id(cfg, 'baseline', seed)}.json"
         rec = read_record(path) if resume else None
-        if rec is None or rec["metrics"] != base_metrics:
+        # rewritten when it is not this baseline's, or was written under other settings (the baseline is shared
+        # by every variant and seed list, so those two do not count)
+        if rec is None or rec["metrics"] != base_metrics or dataclasses.replace(
+                RunConfig.from_dict(rec["config"]), prune=cfg.prune, seeds=cfg.seeds) != cfg:
             rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(), metrics=base_metrics,
                        model=base_info, baseline_cached=cached, baseline_tag=baseline_tag(cfg),
                        provenance=provenance(cfg.device, time.time() - t0))
