@@ -1,9 +1,11 @@
-"""CIFAR ResNet-20/32/56/110 (He et al. 2016, option A): BasicBlock, stage widths 16/32/64, and the
-parameter-free shortcut (stride-2 subsample + zero-padded channels), as in Li et al. 2017 / Liu et al. 2019.
+"""CIFAR ResNets of BasicBlocks: ResNet-20/32/56/110 (He et al. 2016, option A: stage widths 16/32/64 and the
+parameter-free shortcut, stride-2 subsample + zero-padded channels, as in Li et al. 2017 / Liu et al. 2019), and
+ResNet-18 (resnet18.py: four stages, 1x1 conv + BN projection shortcuts where the shape changes).
 
-``widths`` lists the output channels of every conv in layer-id order: id 1 is the stem, block b (counted from 0
-over the whole network) has conv ids 2+2b (its first conv, the only one L1-norm pruning touches) and 3+2b (its
-second conv, whose width is the stage width because of the residual sum).
+``widths`` lists the output channels of every main-path conv in layer-id order: id 1 is the stem, block b (counted
+from 0 over the whole network) has conv ids 2+2b (its first conv, the only one L1-norm pruning touches) and 3+2b
+(its second conv, whose width is the stage width because of the residual sum).  Projection shortcut convs are not
+in ``widths``; ``conv_layers`` lists them after the main path.
 """
 from __future__ import annotations
 
@@ -14,15 +16,21 @@ from . import ConvLayer, register_model
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, mid: int, cout: int, stride: int):
+    def __init__(self, cin: int, mid: int, cout: int, stride: int, projection: bool = False):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, mid, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid)
         self.conv2 = nn.Conv2d(mid, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.stride, self.pad = stride, cout - cin
+        # Option B (ResNet-18): 1x1 conv + BN where the shape changes; option A: no parameters (see _shortcut).
+        self.shortcut = nn.Sequential()
+        if projection and (stride != 1 or cin != cout):
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
-    def shortcut(self, x):
+    def _shortcut(self, x):
+        if len(self.shortcut):
+            return self.shortcut(x)
         if self.stride != 1:
             x = x[:, :, ::self.stride, ::self.stride]
         if self.pad:
@@ -31,28 +39,34 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        return F.relu(self.bn2(self.conv2(out)) + self._shortcut(x))
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, depth: int, widths: list, num_classes: int = 10, in_channels: int = 3):
+    """``stages`` blocks per stage, stage strides ``strides``; ``projection`` selects option B shortcuts."""
+
+    def __init__(self, name: str, stages: tuple, strides: tuple, widths: list, num_classes: int = 10,
+                 in_channels: int = 3, projection: bool = False):
         super().__init__()
-        n = (depth - 2) // 6
-        if len(widths) != 1 + 6 * n:
-            raise ValueError(f"resnet{depth} needs {1 + 6 * n} widths (one per conv), got {len(widths)}")
+        n_blocks = sum(stages)
+        if len(widths) != 1 + 2 * n_blocks or any(isinstance(w, str) or w < 1 for w in widths):
+            raise ValueError(f"{name} needs {1 + 2 * n_blocks} positive widths (one per main-path conv), "
+                             f"got {len(widths)}")
         self.widths = list(widths)
-        stage = [widths[0]] + [widths[2 + 2 * b] for b in range(3 * n)]  # outputs of stem and each block
-        for s in range(3):
-            w = {stage[1 + s * n + i] for i in range(n)}
-            if len(w) != 1 or (s == 0 and widths[0] not in w):
-                raise ValueError("the second conv of every block in a stage (and the stem for stage 1) must have "
-                                 "the same width: the residual sum adds them")
+        firsts = [sum(stages[:s]) for s in range(len(stages))]  # index of each stage's first block
+        if not projection:  # a parameter-free shortcut only pads: the stage's outputs must all be equal
+            outs = [widths[0]] + [widths[2 + 2 * b] for b in range(n_blocks)]  # stem and each block's output
+            for s, first in enumerate(firsts):
+                w = set(outs[1 + first:1 + first + stages[s]])
+                if len(w) != 1 or (s == 0 and widths[0] not in w):
+                    raise ValueError("the second conv of every block in a stage (and the stem for stage 1) must "
+                                     "have the same width: the residual sum adds them")
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         blocks, cin = [], widths[0]
-        for b in range(3 * n):
-            stride = 2 if b in (n, 2 * n) else 1
-            blocks.append(BasicBlock(cin, widths[1 + 2 * b], widths[2 + 2 * b], stride))
+        for b in range(n_blocks):
+            stride = strides[firsts.index(b)] if b in firsts else 1
+            blocks.append(BasicBlock(cin, widths[1 + 2 * b], widths[2 + 2 * b], stride, projection))
             cin = widths[2 + 2 * b]
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(cin, num_classes)
@@ -62,10 +76,10 @@ class CifarResNet(nn.Module):
 
     def forward(self, x):
         x = self.blocks(F.relu(self.bn1(self.conv1(x))))
-        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # = avgpool 8 on 32x32 inputs
-
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))  # = avgpool 8 (4 for ResNet-18) on 32x32
 
     def conv_layers(self) -> list[ConvLayer]:
+        """Main-path convs with ids 1, 2, ... in forward order, then the projection shortcuts (not prunable)."""
         layers = [ConvLayer(1, "conv1", "bn1", (), 0, prunable=False)]
         for b in range(len(self.blocks)):
             first, second = 2 + 2 * b, 3 + 2 * b
@@ -73,18 +87,26 @@ class CifarResNet(nn.Module):
                                     first - 1, prunable=True))
             layers.append(ConvLayer(second, f"blocks.{b}.conv2", f"blocks.{b}.bn2", (), second - 1,
                                     prunable=False))
+        for b, block in enumerate(self.blocks):
+            if len(block.shortcut):
+                # width_index: the block's second conv, whose width the shortcut must match
+                layers.append(ConvLayer(len(layers) + 1, f"blocks.{b}.shortcut.0", f"blocks.{b}.shortcut.1", (),
+                                        2 + 2 * b, prunable=False))
         return layers
 
 
-class _Family:
-    def __init__(self, depth):
-        n = (depth - 2) // 6
-        self.depth = depth
-        self.default_widths = [16] + [w for s in (16, 32, 64) for _ in range(n) for w in (s, s)]
+class Family:
+    """A registered CIFAR ResNet: its stage layout, strides, shortcut type and default widths."""
+
+    def __init__(self, name: str, stage_widths: tuple, stages: tuple, strides: tuple, projection: bool = False):
+        self.name, self.stages, self.strides, self.projection = name, stages, strides, projection
+        self.default_widths = [stage_widths[0]] + [w for s, n in zip(stage_widths, stages) for _ in range(n)
+                                                   for w in (s, s)]
 
     def build(self, widths, num_classes, in_channels):
-        return CifarResNet(self.depth, widths, num_classes, in_channels)
+        return CifarResNet(self.name, self.stages, self.strides, widths, num_classes, in_channels, self.projection)
 
 
 for _d in (20, 32, 56, 110):
-    register_model(f"resnet{_d}")(_Family(_d))
+    _n = (_d - 2) // 6
+    register_model(f"resnet{_d}")(Family(f"resnet{_d}", (16, 32, 64), (_n, _n, _n), (1, 2, 2)))
