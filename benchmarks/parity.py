@@ -17,12 +17,10 @@ and (b) its binomial standard error from the size of the test set.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -31,6 +29,7 @@ from rethink.data import get_loaders, get_reference_loaders
 from rethink.models import default_widths, get_model, scale_widths
 from rethink.records import device_name
 from rethink.train import Schedule, train
+from throughput import write_outputs  # benchmarks/ is on sys.path when run as a script
 
 REFERENCE_PERF = PerfConfig(amp="off", channels_last=False, cudnn_benchmark=False, compile="off")
 ARMS = ("reference", "fast", "fast-bf16")
@@ -150,14 +149,7 @@ def main(argv=None) -> None:
                                 test_images=arms[0]["n_test"], workers=a.workers),
                   command="python benchmarks/parity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                   arms=arms, comparisons=comparisons, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    text = markdown(result)
-    print(text, end="")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
-    if a.markdown:
-        Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.markdown).write_text(text)
+    write_outputs(result, markdown(result), a.json, a.markdown)
 
 
 if __name__ == "__main__":

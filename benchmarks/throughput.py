@@ -35,7 +35,7 @@ import torch
 from rethink.config import PerfConfig, resolve_perf
 from rethink.data import DATASETS, TensorLoader, reference_loader
 from rethink.models import default_widths, get_model, scale_widths
-from rethink.records import device_name
+from rethink.records import atomic_write_bytes, device_name
 from rethink.train import speed_setup, train_one_epoch
 
 CIFAR_TRAIN_IMAGES = 50_000
@@ -263,14 +263,16 @@ def main(argv=None) -> None:
                   command="python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                   rows=rows, pack=packed(a, perf) if a.pack else None,
                   finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    text = markdown(result)
+    write_outputs(result, markdown(result), a.json, a.markdown)
+
+
+def write_outputs(result: dict, text: str, json_path: str | None, markdown_path: str | None) -> None:
+    """Print the markdown table; write the result as JSON and the table as markdown where asked, atomically."""
     print(text, end="")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(result, indent=1) + "\n")
-    if a.markdown:
-        Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.markdown).write_text(text)
+    if json_path:
+        atomic_write_bytes(Path(json_path), (json.dumps(result, indent=1) + "\n").encode())
+    if markdown_path:
+        atomic_write_bytes(Path(markdown_path), text.encode())
 
 
 if __name__ == "__main__":

@@ -29,6 +29,12 @@ def prune_filters(model: nn.Module, keep: dict) -> nn.Module:
             cuts.setdefault(key, []).append((0, idx))
         for consumer in layer.consumers:
             cuts.setdefault(f"{consumer}.weight", []).append((1, idx))
+    return _rebuild(model, widths, cuts)
+
+
+def _rebuild(model: nn.Module, widths: list, cuts: dict) -> nn.Module:
+    """A new model of ``model``'s family at ``widths``, holding ``model``'s state with ``cuts`` applied
+    (state_dict key -> [(dim, kept indices)]), on ``model``'s device and dtype."""
     new = get_model(model.arch, model.num_classes, widths, model.in_channels)
     state = {}
     for key, t in model.state_dict().items():
@@ -73,24 +79,15 @@ def prune_channels(model: nn.Module, keep: dict) -> nn.Module:
         return new if new is not model else copy.deepcopy(model)
     sels = model_selections(model)
     widths = list(new.widths)
-    cuts: dict[str, tuple] = {}
+    cuts: dict[str, list] = {}
     for name, idx in sel_keep.items():
         if name not in sels:
             raise ValueError(f"{model.arch} has no channel selection {name!r}; it has: {', '.join(sels) or 'none'}")
         s = sels[name]
         widths[s.width_index] = len(idx)
-        cuts[f"{s.select}.index"] = idx  # positions among the selected -> original channel numbers
-        cuts[f"{s.consumer}.weight"] = idx
-    out = get_model(model.arch, model.num_classes, widths, model.in_channels)
-    state = {}
-    for key, t in new.state_dict().items():
-        if key in cuts:
-            dim = 0 if key.endswith(".index") else 1
-            t = t.index_select(dim, cuts[key].to(t.device))
-        state[key] = t.clone()
-    out.load_state_dict(state)
-    p = next(model.parameters())
-    return out.to(device=p.device, dtype=p.dtype)
+        cuts[f"{s.select}.index"] = [(0, idx)]  # positions among the selected -> original channel numbers
+        cuts[f"{s.consumer}.weight"] = [(1, idx)]
+    return _rebuild(new, widths, cuts)
 
 
 @torch.no_grad()
