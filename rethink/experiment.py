@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from .config import RunConfig
 from .data import DatasetInfo, get_loaders
-from .metrics import count_flops, count_params, sparsity
+from .metrics import count_flops, count_params, layer_sparsity, sparsity
 from .models import default_widths, get_model, scale_widths
 from .prune import Hooks, baseline_training, get_method, method_kwargs
 from .records import atomic_torch_save, provenance, read_record, write_record
@@ -94,6 +94,7 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
             return model, ckpt["metrics"], True
         except Exception as e:  # noqa: BLE001 (truncated file, wrong keys, wrong shapes: all mean retrain)
             warnings.warn(f"baseline checkpoint {path} is unusable ({type(e).__name__}: {e}); retraining it")
+    t0 = time.time()
     model = initial_model(cfg, info, seed)
     train_loader.reseed(seed)
     training = baseline_training(cfg.prune.method, cfg.arch, cfg.prune)
@@ -101,6 +102,8 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
     metrics = train(model, train_loader, test_loader, _schedule(cfg, cfg.train.epochs), progress=progress,
                     desc=f"baseline {cfg.arch} seed {seed}", perf=cfg.perf, after_backward=hooks.after_backward,
                     on_epoch_end=hooks.on_epoch_end)
+    # kept with the checkpoint, so that a record written from the cache reports what training cost, not the load
+    metrics = {**metrics, "train_time_s": round(time.time() - t0, 2)}
     atomic_torch_save(dict(arch=cfg.arch, num_classes=info.num_classes, in_channels=info.in_channels,
                            widths=list(model.widths), state_dict=model.state_dict(), metrics=metrics), path)
     return model, metrics, False
@@ -128,7 +131,8 @@ def _model_info(model: nn.Module, info: DatasetInfo, sparse: bool = False) -> di
     d = dict(arch=model.arch, widths=list(model.widths), params=count_params(model, nonzero=sparse),
              flops=count_flops(model, shape, nonzero=sparse), sparsity=round(sparsity(model), 6))
     if sparse:
-        d.update(dense_params=count_params(model), dense_flops=count_flops(model, shape))
+        d.update(dense_params=count_params(model), dense_flops=count_flops(model, shape),
+                 layer_sparsity=[round(x, 6) for x in layer_sparsity(model)])
     return d
 
 
@@ -149,7 +153,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
                 RunConfig.from_dict(rec["config"]), prune=cfg.prune, seeds=cfg.seeds) != cfg:
             rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(), metrics=base_metrics,
                        model=base_info, baseline_cached=cached, baseline_tag=baseline_tag(cfg),
-                       provenance=provenance(cfg.device, time.time() - t0))
+                       provenance=provenance(cfg.device, base_metrics.get("train_time_s", time.time() - t0)))
             write_record(rec, path)
         records.append(rec)
 

@@ -41,11 +41,22 @@ def count_flops(model: nn.Module, input_shape=(3, 32, 32), nonzero: bool = False
     return total
 
 
+def _conv_zeros(model: nn.Module) -> list[tuple[int, int]]:
+    """(zero weights, weights) of every conv layer, in module order."""
+    return [(int((m.weight == 0).sum().item()), m.weight.numel()) for m in model.modules()
+            if isinstance(m, nn.Conv2d)]
+
+
 def sparsity(model: nn.Module) -> float:
     """Measured fraction of zero weights over conv layers."""
-    ws = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
-    n = sum(w.numel() for w in ws)
-    return float(sum((w == 0).sum().item() for w in ws) / n) if n else 0.0
+    counts = _conv_zeros(model)
+    n = sum(c[1] for c in counts)
+    return float(sum(c[0] for c in counts) / n) if n else 0.0
+
+
+def layer_sparsity(model: nn.Module) -> list[float]:
+    """Measured fraction of zero weights of each conv layer, in module order (where a global threshold cut)."""
+    return [z / n for z, n in _conv_zeros(model)]
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

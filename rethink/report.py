@@ -93,9 +93,20 @@ def paper_rows(variant: str | None, method: str, arch: str | None = None,
                 if regime == "scratch-b" and not pd.isna(r.epochs):
                     row["Scratch-B epochs"] = int(r.epochs)
         n = int(g.n_runs.iloc[0])
-        row["source"] = f"paper: {paper} Table {g.table.iloc[0]}, {dataset}, paper protocol, {n} runs"
+        table = g.table.iloc[0]
+        where = f" Table {int(table)}" if not pd.isna(table) else ""
+        row["source"] = f"paper: {paper}{where}, {dataset}, paper protocol, {n} run{'s' if n != 1 else ''}"
         out.append(row)
     return out
+
+
+def _size_row(model: dict, large: dict, sparse: bool) -> dict:
+    row = {"params": model["params"], "FLOPs": model["flops"],
+           "params reduction %": round(100 * (1 - model["params"] / large["params"]), 1),
+           "FLOPs reduction %": round(100 * (1 - model["flops"] / large["flops"]), 1)}
+    if sparse:
+        row["conv sparsity %"] = round(100 * model.get("sparsity", 0.0), 2)
+    return row
 
 
 def size_table(records: list[dict]) -> pd.DataFrame:
@@ -103,32 +114,61 @@ def size_table(records: list[dict]) -> pd.DataFrame:
     (unstructured) model they count the non-zero weights, and a conv sparsity column says how many are zero."""
     r = next(r for r in records if r["regime"] != "baseline")
     sparse = "dense_flops" in r["model"]
-    rows = []
-    for name, m in (("unpruned", r["baseline"]), ("pruned", r["model"])):
-        row = {"model": name, "params": m["params"], "FLOPs": m["flops"],
-               "params reduction %": round(100 * (1 - m["params"] / r["baseline"]["params"]), 1),
-               "FLOPs reduction %": round(100 * (1 - m["flops"] / r["baseline"]["flops"]), 1)}
-        if sparse:
-            row["conv sparsity %"] = round(100 * m.get("sparsity", 0.0), 2)
-        rows.append(row)
+    rows = [{"model": name, **_size_row(m, r["baseline"], sparse)}
+            for name, m in (("unpruned", r["baseline"]), ("pruned", r["model"]))]
     return pd.DataFrame(rows).set_index("model")
+
+
+def size_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per pruned model in the records of ``df`` (``load_records``): method, its unpruned and pruned
+    params and FLOPs, the reductions and, for masked models, the conv sparsity (non-zero weights counted)."""
+    pruned = df[df.regime != "baseline"]
+    if pruned.empty:
+        return pd.DataFrame()
+    keys = ["dataset", "profile", "arch", "method", "variant", "prune_ratio"]
+    rows = []
+    for k, g in pruned.groupby(keys, dropna=False, sort=True):
+        d = dict(zip(keys, k))
+        r = g.record.iloc[0]
+        model = d["variant"] if isinstance(d["variant"], str) else f"{d['arch']} p={d['prune_ratio']:g}"
+        rows.append({"model": model, "method": d["method"], "unpruned params": r["baseline"]["params"],
+                     "unpruned FLOPs": r["baseline"]["flops"],
+                     **_size_row(r["model"], r["baseline"], "dense_flops" in r["model"])})
+        # sizes depend on the profile (its width multiplier) and the dataset (input channels, classes) only
+        rows[-1]["source"] = f"ours: {d['dataset']}, {d['profile']} profile"
+    table = pd.DataFrame(rows).set_index("model")
+    if "conv sparsity %" in table:  # a column only masked models fill: blank, not NaN, for the others
+        table["conv sparsity %"] = table["conv sparsity %"].astype("Float64")
+        table = table[[c for c in table if c != "source"] + ["source"]]
+    return table
 
 
 def conv_widths(widths: list) -> list[int]:
     return [w for w in widths if not isinstance(w, str)]
 
 
-def plot_widths(original: list, pruned: list, title: str = ""):
-    """Bars of output channels per conv layer, original vs pruned."""
-    a, b = conv_widths(original), conv_widths(pruned)
-    fig, ax = plt.subplots(figsize=(min(14, 3 + 0.25 * len(a)), 3.2))
-    x = range(1, len(a) + 1)
-    ax.bar(x, a, color="#cfd8e3", label="original")
-    ax.bar(x, b, color="#2f6db5", width=0.5, label="pruned")
-    ax.set(xlabel="conv layer id", ylabel="output channels", title=title)
+def _layer_bars(original: list, pruned: list, ylabel: str, pruned_label: str, title: str):
+    """Per-conv-layer bars: the original value in grey behind the pruned one."""
+    fig, ax = plt.subplots(figsize=(min(14, 3 + 0.25 * len(original)), 3.2))
+    x = range(1, len(original) + 1)
+    ax.bar(x, original, color="#cfd8e3", label="original")
+    ax.bar(x, pruned, color="#2f6db5", width=0.5, label=pruned_label)
+    ax.set(xlabel="conv layer id", ylabel=ylabel, title=title)
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig
+
+
+def plot_widths(original: list, pruned: list, title: str = ""):
+    """Bars of output channels per conv layer, original vs pruned."""
+    return _layer_bars(conv_widths(original), conv_widths(pruned), "output channels", "pruned", title)
+
+
+def plot_sparsity(layer_sparsity: list, title: str = ""):
+    """Bars of the percentage of weights kept per conv layer of a masked (unstructured) model: a global threshold
+    cuts layers unevenly."""
+    return _layer_bars([100] * len(layer_sparsity), [100 * (1 - s) for s in layer_sparsity], "weights kept %",
+                       "kept weights", title)
 
 
 def plot_curves(records: list[dict], title: str = ""):

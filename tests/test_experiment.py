@@ -1,6 +1,7 @@
 """The protocol end to end on tiny data: records, baseline cache, resume, corrupt checkpoints, the CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -64,8 +65,16 @@ def test_second_run_reuses_baseline_and_finished_runs(tmp_path, fashion_root, mo
 
     # another variant of the same baseline: the baseline comes from the cache, the regimes are trained
     monkeypatch.undo()
+    real_train, calls = experiment.train, []
+    monkeypatch.setattr(experiment, "train", lambda model, *a, desc="", **k: calls.append(desc) or
+                        real_train(model, *a, desc=desc, **k))
     other = run_experiment(tiny(tmp_path, fashion_root, seeds=[0], prune_ratio=0.25), progress=False)
-    assert other[0]["baseline_cached"] is True and other[0]["metrics"] == first[0]["metrics"]
+    assert [c.split()[0] for c in calls] == ["fine-tune", "scratch-e", "scratch-b"]
+    assert other[0]["metrics"] == first[0]["metrics"]
+    # a baseline record written from the cache reports what training it cost, not the time to load it
+    moved = run_experiment(dataclasses.replace(cfg, output_dir=str(tmp_path / "moved")), progress=False)
+    assert moved[0]["baseline_cached"] is True
+    assert moved[0]["provenance"]["wall_time_s"] == first[0]["metrics"]["train_time_s"] > 0
 
 
 def test_corrupt_checkpoint_is_retrained(tmp_path, fashion_root):
@@ -98,6 +107,17 @@ def test_interrupted_run_resumes(tmp_path, fashion_root, monkeypatch):
                         real_train(model, *a, desc=desc, **k))
     records = run_experiment(cfg, progress=False)
     assert [c.split()[0] for c in calls] == ["scratch-b"] and len(records) == 4
+
+
+@pytest.mark.parametrize("method,arch", [("slimming", "vgg11"), ("sfp", "resnet20"), ("magnitude", "resnet20")])
+def test_cli_runs_each_method(method, arch, tmp_path, fashion_root, capsys):
+    rc = main(["run", "--method", method, "--arch", arch, "--prune-ratio", "0.5", "--dataset", "fashion-mnist",
+               "--profile", "smoke", "--device", "cpu", "--data-root", fashion_root, "--output-dir", str(tmp_path),
+               "--train-subset", "32", "--quiet"])
+    assert rc == 0
+    assert f"{arch} p=0.5" in capsys.readouterr().out
+    regimes = {json.loads(p.read_text())["regime"] for p in Path(tmp_path, "records").glob(f"*-{method}-*.json")}
+    assert regimes == {"fine-tune", "scratch-e", "scratch-b"} | ({"baseline"} if method != "magnitude" else set())
 
 
 def test_cli_run_and_errors(tmp_path, fashion_root, capsys):

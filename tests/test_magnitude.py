@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from rethink.config import ConfigError, PruneConfig
 from rethink.experiment import configure, run_experiment
-from rethink.metrics import count_flops, sparsity
+from rethink.metrics import count_flops, layer_sparsity, sparsity
 from rethink.models import default_widths, get_model, scale_widths
 from rethink.prune import baseline_training, get_method, method_kwargs
 from rethink.prune.masks import conv_weights, mask_hooks, reinit_masked
@@ -117,6 +117,18 @@ def test_nonzero_flops_and_mask_hooks_without_masks():
     assert empty.after_backward == () and empty.on_epoch_end == ()
 
 
+def test_layer_sparsity_counts_the_zeros_of_each_conv():
+    model = small()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        convs[0].weight.zero_()
+        convs[1].weight[: convs[1].weight.shape[0] // 4] = 0
+    per_layer = layer_sparsity(model)
+    assert per_layer[0] == 1.0 and per_layer[1] == 0.25 and per_layer[2:] == [0.0] * (len(convs) - 2)
+    sizes = [c.weight.numel() for c in convs]
+    assert sum(p * n for p, n in zip(per_layer, sizes)) / sum(sizes) == pytest.approx(sparsity(model))
+
+
 def test_experiment_smoke(tmp_path, fashion_root):
     cfg = configure(method="magnitude", arch="vgg11", prune_ratio=0.8, dataset="fashion-mnist", profile="smoke",
                     device="cpu", data_root=fashion_root, output_dir=str(tmp_path / "runs"), seeds=[0],
@@ -129,5 +141,8 @@ def test_experiment_smoke(tmp_path, fashion_root):
         assert r["prune"]["trained_sparsity"] >= r["model"]["sparsity"]  # the masks held through training
         assert r["model"]["flops"] < r["model"]["dense_flops"] == base["model"]["flops"]
         assert r["model"]["widths"] == base["model"]["widths"]
+        # per-layer sparsity for the book's figure, one entry per conv
+        per_layer, n = r["model"]["layer_sparsity"], [w for w in base["model"]["widths"] if w != "M"]
+        assert len(per_layer) == len(n) and max(per_layer) > min(per_layer)  # a global threshold cuts unevenly
     sb = records[3]
     assert sb["metrics"]["epochs"] == int(2 * base["model"]["flops"] / sb["model"]["flops"])

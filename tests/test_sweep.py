@@ -105,6 +105,19 @@ def test_table1_grid_is_the_books_table1():
     assert {r.output_dir for r in smoke} == {"runs/sweeps/table1-smoke"}
 
 
+def test_methods_grid_covers_every_method_but_l1_norm_with_its_own_baseline():
+    runs, baselines = expand(load_grid(ROOT / "grids" / "methods.yaml"), cwd=ROOT)
+    from rethink import list_methods
+    assert {r.parameters["method"] for r in runs} == set(list_methods()) - {"l1-norm"}
+    assert {r.output_dir for r in runs} == {"book/runs"}  # results.ipynb reads Table 1 and these from one folder
+    # slimming and SFP train their own large models; magnitude prunes a plainly trained one
+    base = {r.parameters["method"]: Path(r.records[0]).name for r in runs}
+    assert base["slimming"].startswith("fashion-mnist-quick-slimming-l0.0001-vgg19-slim-baseline")
+    assert base["sfp"].startswith("fashion-mnist-quick-sfp-p0.3-resnet56-baseline")
+    assert base["magnitude"].startswith("fashion-mnist-quick-unpruned-vgg19-baseline")
+    assert len(baselines) == 3 * 2  # one per run and seed: none is shared
+
+
 def test_every_book_grid_names_an_existing_notebook_and_expands():
     grids = sorted((ROOT / "grids").glob("*.yaml"))
     assert grids
@@ -213,6 +226,23 @@ def _check_tiny_outputs(out: Path) -> None:
             assert rec["regime"] == regime and rec["config"]["data"]["train_subset"] == 32
     assert (out / "records" / "fashion-mnist-smoke-unpruned-resnet56-baseline-s0.json").exists()
     assert not list(out.rglob("*.part"))
+
+
+@pytest.mark.slow
+def test_the_methods_grid_runs_each_method_through_the_notebook(tmp_path, fashion_root):
+    """grids/methods.yaml with the smoke profile: slimming, SFP and magnitude through scratch_vs_finetune.ipynb."""
+    out = tmp_path / "methods"
+    proc = cli(ROOT / "grids" / "methods.yaml", "--profile", "smoke", "--output-dir", out, "-p", "data_root",
+               fashion_root, "-p", "train_subset", 64)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "methods: 3 done, 0 skipped, 0 failed" in proc.stdout
+    for run in expand(load_grid(ROOT / "grids" / "methods.yaml"), cwd=ROOT)[0]:
+        text = (out / f"{run.name}.ipynb").read_text()
+        assert run.parameters["method"] in text and "smoke" in text and '"output_type": "error"' not in text
+        regimes = {json.loads(p.read_text())["regime"] for p in (out / "records").glob(f"*-{run.name}-*.json")}
+        assert regimes == {"fine-tune", "scratch-e", "scratch-b"}, run.name
+    sparse = json.loads(next((out / "records").glob("*-magnitude-*-fine-tune-s0.json")).read_text())["model"]
+    assert abs(sparse["sparsity"] - 0.5) < 1e-3 and sparse["flops"] < sparse["dense_flops"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,51 @@
+"""The paper's numbers file is well formed and its rows reach the tables; the size summary reads the records."""
+from __future__ import annotations
+
+import pandas as pd
+
+from rethink import list_methods
+from rethink.report import COLUMNS, paper_numbers, paper_rows, size_summary
+
+
+def test_paper_numbers_are_one_well_formed_file_with_sources():
+    p = paper_numbers()
+    assert len(p) and not p.duplicated(["paper", "dataset", "arch", "method", "variant", "regime", "prune_ratio"]).any()
+    assert set(p.regime) <= set(COLUMNS) and set(p.method) <= set(list_methods())
+    assert p.acc_mean.between(50, 100).all() and (p.acc_std.dropna() < 1).all()
+    assert p.source.str.len().gt(10).all() and p.verified.isin([True, False]).all()
+    # a row is either a published variant or an arch at a prune ratio, never both or neither
+    assert (p.variant.isna() != p.prune_ratio.isna()).all()
+    assert p.n_runs.ge(1).all()
+
+
+def test_paper_rows_label_their_source_and_unverified_numbers():
+    (row,) = paper_rows("resnet56-b", "l1-norm")
+    assert row["Scratch-B"] == "93.05 ± 0.18" and row["fine-tuned"].endswith("(u)")
+    assert row["source"] == "paper: liu2019 Table 1, cifar10, paper protocol, 5 runs"
+    assert row["Scratch-B epochs"] == 220
+    (imagenet,) = paper_rows(None, "magnitude", "vgg16-bn", 0.6)
+    assert imagenet["Scratch-E"] == "71.50" and imagenet["source"].endswith("imagenet, paper protocol, 1 run")
+    assert "unpruned" not in imagenet  # not published: left out, not made up
+    assert paper_rows(None, "slimming", "vgg19-slim", 0.5)[0]["source"].split(", ")[1] == "cifar100"
+    assert paper_rows(None, "sfp", "resnet56", 0.3) == []
+
+
+def _record(regime, method, flops, params, sparsity=None, variant=None, ratio=0.5):
+    model = dict(flops=flops, params=params, widths=[])
+    if sparsity is not None:
+        model.update(sparsity=sparsity, dense_flops=1000, dense_params=100)
+    return dict(regime=regime, arch="vgg19", method=method, variant=variant, prune_ratio=ratio,
+                dataset="fashion-mnist", profile="quick", seed=0, record=dict(
+                    model=model, baseline=dict(flops=1000, params=100)))
+
+
+def test_size_summary_has_one_row_per_pruned_model_and_sparsity_only_for_masks():
+    df = pd.DataFrame([_record("baseline", "slimming", 1000, 100),
+                       _record("fine-tune", "slimming", 400, 30), _record("scratch-e", "slimming", 400, 30),
+                       _record("fine-tune", "magnitude", 550, 50, sparsity=0.5, ratio=0.5)])
+    t = size_summary(df)
+    assert list(t.index) == ["vgg19 p=0.5", "vgg19 p=0.5"] and list(t.method) == ["magnitude", "slimming"]
+    assert list(t["FLOPs reduction %"]) == [45.0, 60.0] and list(t["params reduction %"]) == [50.0, 70.0]
+    assert t["conv sparsity %"].iloc[0] == 50.0 and pd.isna(t["conv sparsity %"].iloc[1])
+    assert t.columns[-1] == "source" and t.source.iloc[0] == "ours: fashion-mnist, quick profile"
+    assert size_summary(df[df.regime == "baseline"]).empty
