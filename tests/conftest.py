@@ -45,6 +45,15 @@ def make_fashion_folder(folder: Path, n_train: int = 256, n_test: int = 128, gz:
     return folder
 
 
+def smoke_config(tmp_path, fashion_root, **kw):
+    """``configure`` for a run of seconds: Fashion-MNIST, smoke profile, CPU, seed 0, 64 images, 2 epochs, records
+    under <tmp_path>/runs; ``kw`` sets the arch, method and anything else."""
+    from rethink.experiment import configure
+    params = dict(dataset="fashion-mnist", profile="smoke", device="cpu", data_root=fashion_root,
+                  output_dir=str(tmp_path / "runs"), seeds=[0], train_subset=64, epochs=2)
+    return configure(**{**params, **kw})
+
+
 @pytest.fixture
 def one_thread():
     """Torch on one thread for the test: tiny models train faster without thread hand-offs."""

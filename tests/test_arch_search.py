@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
+from conftest import smoke_config
 from rethink.arch_search import arch_table, guided_widths, kept_by_stage, run_arch_search, stages, uniform_widths
 from rethink.config import ConfigError
 from rethink.experiment import configure
@@ -40,9 +40,8 @@ def test_uniform_design_matches_the_flops(arch):
 
 
 def test_smoke_run(tmp_path, fashion_root):
-    cfg = configure(method="slimming", arch="vgg11", prune_ratio=0.5, dataset="fashion-mnist", profile="smoke",
-                    device="cpu", data_root=fashion_root, output_dir=str(tmp_path / "as"), seeds=[0],
-                    train_subset=64, epochs=1)
+    cfg = smoke_config(tmp_path, fashion_root, method="slimming", arch="vgg11", prune_ratio=0.5,
+                       output_dir=str(tmp_path / "as"), epochs=1)
     rows = run_arch_search(cfg, progress=False)
     designs = [r["design"] for r in rows]
     assert designs[0] == "large" and designs[1] == "pruned (slimming)" and designs[2].startswith("uniform")

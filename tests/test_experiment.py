@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import smoke_config
 from rethink import experiment
 from rethink.__main__ import main
-from rethink.experiment import cache_dir, configure, run_experiment
+from rethink.experiment import cache_dir, run_experiment
 from rethink.records import load_records
 from rethink.report import result_table
 
@@ -18,11 +19,7 @@ REGIMES = ["baseline", "fine-tune", "scratch-e", "scratch-b"]
 
 
 def tiny(tmp_path, fashion_root, **kw):
-    params = dict(arch="vgg11", variant=None, prune_ratio=0.5, dataset="fashion-mnist", profile="smoke",
-                  device="cpu", data_root=fashion_root, output_dir=str(tmp_path / "runs"), seeds=[0, 1],
-                  train_subset=64, epochs=2)
-    params.update(kw)
-    return configure(**params)
+    return smoke_config(tmp_path, fashion_root, **{"arch": "vgg11", "prune_ratio": 0.5, "seeds": [0, 1], **kw})
 
 
 def test_records_hold_config_metrics_model_and_provenance(tmp_path, fashion_root):

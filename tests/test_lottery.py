@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
+from conftest import smoke_config
 from rethink.data import get_loaders
-from rethink.experiment import configure, get_baseline, initial_model
+from rethink.experiment import get_baseline, initial_model
 from rethink.lottery import INITS, lottery_table, round_ratios, run_lottery
 from rethink.models import get_model
 from rethink.prune.masks import apply_masks, magnitude_masks
@@ -37,11 +38,8 @@ def test_later_rounds_keep_a_subset_of_earlier_masks():
 
 
 def tiny(tmp_path, fashion_root, **kw):
-    params = dict(method="magnitude", arch="resnet20", prune_ratio=0.8, dataset="fashion-mnist", profile="smoke",
-                  device="cpu", data_root=fashion_root, output_dir=str(tmp_path / "lottery"), seeds=[0],
-                  train_subset=64, epochs=2)
-    params.update(kw)
-    return configure(**params)
+    return smoke_config(tmp_path, fashion_root, **{"method": "magnitude", "arch": "resnet20", "prune_ratio": 0.8,
+                                                   "output_dir": str(tmp_path / "lottery"), **kw})
 
 
 def test_the_ticket_rewinds_to_the_baselines_own_initialisation(tmp_path, fashion_root):

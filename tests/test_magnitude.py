@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import smoke_config
 from rethink.config import ConfigError, PruneConfig
-from rethink.experiment import configure, run_experiment
+from rethink.experiment import run_experiment
 from rethink.metrics import count_flops, layer_sparsity, sparsity
 from rethink.models import default_widths, get_model, scale_widths
 from rethink.prune import baseline_training, get_method, method_kwargs
@@ -130,9 +131,7 @@ def test_layer_sparsity_counts_the_zeros_of_each_conv():
 
 
 def test_experiment_smoke(tmp_path, fashion_root):
-    cfg = configure(method="magnitude", arch="vgg11", prune_ratio=0.8, dataset="fashion-mnist", profile="smoke",
-                    device="cpu", data_root=fashion_root, output_dir=str(tmp_path / "runs"), seeds=[0],
-                    train_subset=64, epochs=2)
+    cfg = smoke_config(tmp_path, fashion_root, method="magnitude", arch="vgg11", prune_ratio=0.8)
     records = run_experiment(cfg, progress=False)
     base = records[0]
     assert base["baseline_tag"] == "unpruned"  # magnitude prunes a plainly trained model: the shared baseline

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import smoke_config
 from rethink.config import PruneConfig
-from rethink.experiment import baseline_key, configure, run_experiment
+from rethink.experiment import baseline_key, run_experiment
 from rethink.models import default_widths, get_model, scale_widths
 from rethink.prune import baseline_training, get_method
 from rethink.prune.criteria import l2
@@ -99,12 +100,12 @@ def test_training_settings_follow_the_prune_ratio():
 
 
 def test_experiment_smoke(tmp_path, fashion_root):
-    kw = dict(arch="resnet20", dataset="fashion-mnist", profile="smoke", device="cpu", data_root=fashion_root,
-              output_dir=str(tmp_path / "runs"), seeds=[0], train_subset=64, epochs=2)
-    cfg = configure(method="sfp", prune_ratio=0.3, **kw)
+    def cfg_of(method, ratio):
+        return smoke_config(tmp_path, fashion_root, arch="resnet20", method=method, prune_ratio=ratio)
+    cfg = cfg_of("sfp", 0.3)
     # SFP trains its own large model: its key differs from the plain baseline's and depends on the ratio
-    assert baseline_key(cfg, 0) != baseline_key(configure(method="l1-norm", prune_ratio=0.3, **kw), 0)
-    assert baseline_key(cfg, 0) != baseline_key(configure(method="sfp", prune_ratio=0.5, **kw), 0)
+    assert baseline_key(cfg, 0) != baseline_key(cfg_of("l1-norm", 0.3), 0)
+    assert baseline_key(cfg, 0) != baseline_key(cfg_of("sfp", 0.5), 0)
     records = run_experiment(cfg, progress=False)
     base, ft = records[0], records[1]
     assert base["baseline_tag"] == "sfp-p0.3" and "-sfp-p0.3-resnet20-baseline-" in base["run_id"]

@@ -10,8 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import smoke_config
 from rethink.config import ConfigError, PruneConfig
-from rethink.experiment import baseline_key, cache_dir, configure, run_experiment
+from rethink.experiment import baseline_key, cache_dir, run_experiment
 from rethink.models import default_widths, get_model, scale_widths
 from rethink.prune import baseline_training, get_method, method_kwargs
 from rethink.prune.slimming import bn_penalty, channel_scores, default_lambda
@@ -145,11 +146,8 @@ def test_training_settings_and_defaults():
 
 
 def tiny(tmp_path, fashion_root, **kw):
-    params = dict(arch="vgg19-slim", method="slimming", prune_ratio=0.7, dataset="fashion-mnist", profile="smoke",
-                  device="cpu", data_root=fashion_root, output_dir=str(tmp_path / "runs"), seeds=[0],
-                  train_subset=64, epochs=2)
-    params.update(kw)
-    return configure(**params)
+    return smoke_config(tmp_path, fashion_root, **{"arch": "vgg19-slim", "method": "slimming", "prune_ratio": 0.7,
+                                                   **kw})
 
 
 def test_sparsity_trained_baseline_is_cached_apart(tmp_path, fashion_root):

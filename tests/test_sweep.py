@@ -170,7 +170,7 @@ def test_a_run_is_done_only_with_marker_clean_notebook_and_records(tmp_path):
 
 @pytest.mark.slow  # executes notebooks (a kernel start is seconds on a loaded CPU)
 def test_partial_notebook_without_marker_is_redone_and_replaced(tmp_path):
-    nb = toy_notebook(tmp_path / "toy.ipynb")
+    toy_notebook(tmp_path / "toy.ipynb")
     g = write_grid(tmp_path, notebook="toy.ipynb", output_dir="out", name="{tag}", axes=[{"tag": ["a"]}])
     runs, _ = expand(load_grid(g), cwd=tmp_path)
     run = runs[0]
