@@ -52,8 +52,9 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         for regime in COLUMNS[1:]:
             r = g[g.regime == regime]
             row[LABELS[regime]] = mean_std(r[metric]) if len(r) else "–"
-        sb = g[g.regime == "scratch-b"]
-        row["Scratch-B epochs"] = int(sb.epochs.iloc[0]) if len(sb) else None
+        # one number; a range where seeds pruned to different FLOPs (slimming's global threshold, magnitude)
+        epochs = sorted({int(e) for e in g[g.regime == "scratch-b"].epochs})
+        row["Scratch-B epochs"] = (epochs[0] if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}") if epochs else None
         n = g.seed.nunique()
         row["source"] = _source(d["dataset"], d["profile"], d["device"], n)
         rows.append(row)
@@ -62,8 +63,11 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         elif paper:
             rows += paper_rows(None, d["method"], d["arch"], d["prune_ratio"])
     table = pd.DataFrame(rows).set_index("model")
-    if "Scratch-B epochs" in table:  # whole numbers, also where a paper row has none
-        table["Scratch-B epochs"] = table["Scratch-B epochs"].astype("Int64")
+    col = table.get("Scratch-B epochs")
+    if col is not None and not any(isinstance(v, str) for v in col):  # whole numbers, also where a paper row has none
+        table["Scratch-B epochs"] = col.astype("Int64")
+    elif col is not None:  # ranges among them: text, with a dash where there is no number
+        table["Scratch-B epochs"] = [v if isinstance(v, str) else "–" if pd.isna(v) else str(int(v)) for v in col]
     return table
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from rethink import list_methods
-from rethink.report import COLUMNS, paper_numbers, paper_rows, size_summary
+from rethink.report import COLUMNS, paper_numbers, paper_rows, result_table, size_summary
 
 
 def test_paper_numbers_are_one_well_formed_file_with_sources():
@@ -49,3 +49,18 @@ def test_size_summary_has_one_row_per_pruned_model_and_sparsity_only_for_masks()
     assert t["conv sparsity %"].iloc[0] == 50.0 and pd.isna(t["conv sparsity %"].iloc[1])
     assert t.columns[-1] == "source" and t.source.iloc[0] == "ours: fashion-mnist, quick profile"
     assert size_summary(df[df.regime == "baseline"]).empty
+
+
+def test_scratch_b_epochs_show_a_range_where_seeds_pruned_differently():
+    def row(regime, seed, epochs, acc):
+        return dict(regime=regime, seed=seed, epochs=epochs, best_acc=acc, dataset="fashion-mnist", profile="quick",
+                    device="cpu", arch="vgg19-slim", method="slimming", variant=None, prune_ratio=0.7,
+                    baseline_tag="slimming-l0.0001")
+    df = pd.DataFrame([row("baseline", 0, 10, 80.0), row("baseline", 1, 10, 82.0),
+                       row("scratch-b", 0, 71, 88.0), row("scratch-b", 1, 70, 89.0)])
+    t = result_table(df)
+    ours, paper = t.iloc[0], t.iloc[1]
+    assert ours["Scratch-B epochs"] == "70-71" and ours["unpruned"] == "81.00 ± 1.41" and ours["fine-tuned"] == "–"
+    assert paper["Scratch-B epochs"] == "–" and paper["source"].startswith("paper: liu2019 Table 4, cifar10")
+    same = result_table(df.assign(epochs=[10, 10, 70, 70]))
+    assert str(same["Scratch-B epochs"].dtype) == "Int64" and same["Scratch-B epochs"].iloc[0] == 70
