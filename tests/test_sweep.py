@@ -111,11 +111,13 @@ def test_methods_grid_covers_every_method_but_l1_norm_with_its_own_baseline():
     assert {r.parameters["method"] for r in runs} == set(list_methods()) - {"l1-norm"}
     assert {r.output_dir for r in runs} == {"book/runs"}  # results.ipynb reads Table 1 and these from one folder
     # slimming and SFP train their own large models; magnitude prunes a plainly trained one
-    base = {r.parameters["method"]: Path(r.records[0]).name for r in runs}
-    assert base["slimming"].startswith("fashion-mnist-quick-slimming-l0.0001-vgg19-slim-baseline")
-    assert base["sfp"].startswith("fashion-mnist-quick-sfp-p0.3-resnet56-baseline")
-    assert base["magnitude"].startswith("fashion-mnist-quick-unpruned-vgg19-baseline")
-    assert len(baselines) == 3 * 2  # one per run and seed: none is shared
+    base = {r.name: Path(r.records[0]).name for r in runs}
+    # the penalty is 1e-4 for VGG and 1e-5 for DenseNet (the paper's), part of the cached model's name
+    assert base["slimming-vgg19-slim-p0.7"].startswith("fashion-mnist-quick-slimming-l0.0001-vgg19-slim-baseline")
+    assert base["slimming-densenet40-p0.4"].startswith("fashion-mnist-quick-slimming-l1e-05-densenet40-baseline")
+    assert base["sfp-resnet56-p0.3"].startswith("fashion-mnist-quick-sfp-p0.3-resnet56-baseline")
+    assert base["magnitude-vgg19-p0.5"].startswith("fashion-mnist-quick-unpruned-vgg19-baseline")
+    assert len(baselines) == len(runs) * 2  # one per run and seed: none is shared
 
 
 def test_every_book_grid_names_an_existing_notebook_and_expands():
@@ -235,8 +237,9 @@ def test_the_methods_grid_runs_each_method_through_the_notebook(tmp_path, fashio
     proc = cli(ROOT / "grids" / "methods.yaml", "--profile", "smoke", "--output-dir", out, "-p", "data_root",
                fashion_root, "-p", "train_subset", 64)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "methods: 3 done, 0 skipped, 0 failed" in proc.stdout
-    for run in expand(load_grid(ROOT / "grids" / "methods.yaml"), cwd=ROOT)[0]:
+    runs = expand(load_grid(ROOT / "grids" / "methods.yaml"), cwd=ROOT)[0]
+    assert f"methods: {len(runs)} done, 0 skipped, 0 failed" in proc.stdout
+    for run in runs:
         text = (out / f"{run.name}.ipynb").read_text()
         assert run.parameters["method"] in text and "smoke" in text and '"output_type": "error"' not in text
         regimes = {json.loads(p.read_text())["regime"] for p in (out / "records").glob(f"*-{run.name}-*.json")}
