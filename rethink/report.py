@@ -71,6 +71,22 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
     return table
 
 
+def unsettled(df: pd.DataFrame, metric: str = "best_acc", spread: float = 10.0) -> pd.DataFrame:
+    """Rows of ``result_table`` not to read as a mean: (model, regime) whose seeds differ by more than ``spread``
+    points, with each seed's value; such a row says the profile is too short for that model, not which regime wins."""
+    keys = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio", "baseline_tag", "regime"]
+    rows = []
+    for k, g in df.groupby(keys, dropna=False, sort=True):
+        d = dict(zip(keys, k))
+        if len(g) > 1 and g[metric].max() - g[metric].min() > spread:
+            model = d["arch"] if d["regime"] == "baseline" else (
+                d["variant"] if isinstance(d["variant"], str) else f"{d['arch']} p={d['prune_ratio']:g}")
+            rows.append({"model": model, "regime": LABELS[d["regime"]],
+                         "seeds": ", ".join(f"{v:.1f} (seed {s})" for s, v in sorted(zip(g.seed, g[metric]))),
+                         "source": _source(d["dataset"], d["profile"], d["device"], g.seed.nunique())})
+    return pd.DataFrame(rows).drop_duplicates().set_index("model") if rows else pd.DataFrame()
+
+
 def paper_rows(variant: str | None, method: str, arch: str | None = None,
                prune_ratio: float | None = None) -> list[dict]:
     """The paper's rows for a published ``variant``, or (variant None) for ``arch`` pruned by ``method`` at
@@ -158,7 +174,7 @@ def _layer_bars(original: list, pruned: list, ylabel: str, pruned_label: str, ti
     ax.bar(x, original, color="#cfd8e3", label="original")
     ax.bar(x, pruned, color="#2f6db5", width=0.5, label=pruned_label)
     ax.set(xlabel="conv layer id", ylabel=ylabel, title=title)
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars fill the axes
     fig.tight_layout()
     return fig
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from rethink import list_methods
-from rethink.report import COLUMNS, paper_numbers, paper_rows, result_table, size_summary
+from rethink.report import COLUMNS, paper_numbers, paper_rows, result_table, size_summary, unsettled
 
 
 def test_paper_numbers_are_one_well_formed_file_with_sources():
@@ -64,3 +64,15 @@ def test_scratch_b_epochs_show_a_range_where_seeds_pruned_differently():
     assert paper["Scratch-B epochs"] == "–" and paper["source"].startswith("paper: liu2019 Table 4, cifar10")
     same = result_table(df.assign(epochs=[10, 10, 70, 70]))
     assert str(same["Scratch-B epochs"].dtype) == "Int64" and same["Scratch-B epochs"].iloc[0] == 70
+
+
+def test_rows_whose_seeds_disagree_are_listed_with_each_seed():
+    def row(regime, seed, acc):
+        return dict(regime=regime, seed=seed, best_acc=acc, dataset="fashion-mnist", profile="quick", device="cpu",
+                    arch="resnet110", method="l1-norm", variant="resnet110-b", prune_ratio=None, baseline_tag="unpruned")
+    df = pd.DataFrame([row("baseline", 0, 50.0), row("baseline", 1, 45.0),
+                       row("scratch-e", 0, 11.5), row("scratch-e", 1, 49.1)])
+    t = unsettled(df)
+    assert list(t.index) == ["resnet110-b"] and t.regime.iloc[0] == "Scratch-E"
+    assert t.seeds.iloc[0] == "11.5 (seed 0), 49.1 (seed 1)"
+    assert unsettled(df, spread=40).empty and unsettled(df[df.seed == 0]).empty  # one seed: nothing to compare
