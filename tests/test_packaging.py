@@ -42,3 +42,15 @@ def test_protocol_page_profile_table_matches_the_code():
         assert cells[2] == f"{p['epochs']} ({p['finetune_epochs']})"
         assert cells[3] == ("all" if p["train_subset"] is None else f"{p['train_subset']:,}")
         assert float(cells[4]) == p["width_mult"] and int(cells[5]) == p["n_seeds"]
+
+
+def test_every_run_page_is_in_the_toc_under_its_own_title():
+    """Run pages are executions of one notebook and share its heading: the toc names each, so that the sidebar
+    tells them apart (and a run left out of the toc would fail the -W book build)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    entries = {c["file"]: c.get("title") for part in toc["parts"] for c in part["chapters"]}
+    runs = sorted(f"book/runs/{p.stem}" for p in (ROOT / "book" / "runs").glob("*.ipynb"))
+    assert runs and all(r in entries for r in runs), set(runs) - set(entries)
+    titles = [entries[r] for r in runs]
+    assert all(titles) and len(set(titles)) == len(titles)
+    assert all((ROOT / f"{f}.ipynb").exists() or (ROOT / f"{f}.md").exists() for f in entries)
