@@ -30,6 +30,11 @@ def _source(dataset, profile, device, n) -> str:
     return f"ours: {dataset}, {profile} profile, {device}, {n} seed{'s' if n != 1 else ''}"
 
 
+def model_label(arch: str, variant, prune_ratio) -> str:
+    """A pruned model's name in tables: its published variant, else "<arch> p=<prune ratio>"."""
+    return variant if isinstance(variant, str) else f"{arch} p={prune_ratio:g}"
+
+
 def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True) -> pd.DataFrame:
     """One row per (pruned model, dataset, profile, device): unpruned | fine-tuned | Scratch-E | Scratch-B
     accuracy as mean ± std over seeds, Scratch-B epochs, and n.  With ``paper``, the paper's row for the
@@ -47,7 +52,7 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         tag = g.baseline_tag.iloc[0]
         base = df[(df.regime == "baseline") & (df.dataset == d["dataset"]) & (df.profile == d["profile"]) &
                   (df.device == d["device"]) & (df.arch == d["arch"]) & (df.baseline_tag == tag)]
-        model = d["variant"] if isinstance(d["variant"], str) else f"{d['arch']} p={d['prune_ratio']:g}"
+        model = model_label(d["arch"], d["variant"], d["prune_ratio"])
         row = {"model": model, LABELS["baseline"]: mean_std(base[metric]) if len(base) else "–"}
         for regime in COLUMNS[1:]:
             r = g[g.regime == regime]
@@ -79,8 +84,7 @@ def unsettled(df: pd.DataFrame, metric: str = "best_acc", spread: float = 10.0) 
     for k, g in df.groupby(keys, dropna=False, sort=True):
         d = dict(zip(keys, k))
         if len(g) > 1 and g[metric].max() - g[metric].min() > spread:
-            model = d["arch"] if d["regime"] == "baseline" else (
-                d["variant"] if isinstance(d["variant"], str) else f"{d['arch']} p={d['prune_ratio']:g}")
+            model = d["arch"] if d["regime"] == "baseline" else model_label(d["arch"], d["variant"], d["prune_ratio"])
             rows.append({"model": model, "regime": LABELS[d["regime"]],
                          "seeds": ", ".join(f"{v:.1f} (seed {s})" for s, v in sorted(zip(g.seed, g[metric]))),
                          "source": _source(d["dataset"], d["profile"], d["device"], g.seed.nunique())})
@@ -99,7 +103,7 @@ def paper_rows(variant: str | None, method: str, arch: str | None = None,
         if "prune_ratio" not in p or prune_ratio is None or pd.isna(prune_ratio):
             return []
         p = p[p.variant.isna() & (p.method == method) & (p.arch == arch) & ((p.prune_ratio - prune_ratio).abs() < 1e-9)]
-        name = f"{arch} p={prune_ratio:g}"
+        name = model_label(arch, None, prune_ratio)
     out = []
     for (paper, dataset), g in p.groupby(["paper", "dataset"]):
         row = {"model": name}
@@ -150,7 +154,7 @@ def size_summary(df: pd.DataFrame) -> pd.DataFrame:
     for k, g in pruned.groupby(keys, dropna=False, sort=True):
         d = dict(zip(keys, k))
         r = g.record.iloc[0]
-        model = d["variant"] if isinstance(d["variant"], str) else f"{d['arch']} p={d['prune_ratio']:g}"
+        model = model_label(d["arch"], d["variant"], d["prune_ratio"])
         rows.append({"model": model, "method": d["method"], "unpruned params": r["baseline"]["params"],
                      "unpruned FLOPs": r["baseline"]["flops"],
                      **_size_row(r["model"], r["baseline"], "dense_flops" in r["model"])})
