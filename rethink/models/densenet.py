@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import ConvLayer, register_model
-from .selection import ChannelSelection, Selection
+from .selection import ChannelSelection, Selection, slimming_init
 
 
 class DenseLayer(nn.Module):
@@ -71,12 +71,7 @@ class DenseNet(nn.Module):
         self.bn = nn.BatchNorm2d(c)
         self.select = ChannelSelection(c, widths[-1])
         self.fc = nn.Linear(widths[-1], num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 0.5)  # PAPERS.md: BN scales start at 0.5 in this family
-                nn.init.zeros_(m.bias)
+        slimming_init(self)  # PAPERS.md: BN scales start at 0.5 in this family
 
     def forward(self, x):
         x = F.relu(self.select(self.bn(self.features(self.conv1(x)))))

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import ConvLayer, register_model
-from .selection import ChannelSelection, Selection
+from .selection import ChannelSelection, Selection, slimming_init
 
 
 class Bottleneck(nn.Module):
@@ -75,12 +75,7 @@ class PreResNet(nn.Module):
         self.bn = nn.BatchNorm2d(cin)
         self.select = ChannelSelection(cin, head)
         self.fc = nn.Linear(head, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 0.5)  # Network Slimming's code starts all BN scales at 0.5
-                nn.init.zeros_(m.bias)
+        slimming_init(self)  # Network Slimming's code starts all BN scales at 0.5
 
     def forward(self, x):
         x = self.blocks(self.conv1(x))

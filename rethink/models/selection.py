@@ -43,3 +43,14 @@ class ChannelSelection(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.n_in} -> {self.index.numel()}"
+
+
+def slimming_init(model: nn.Module, convs: bool = True) -> None:
+    """The Network Slimming code's initialisation (PAPERS.md): every BN scale 0.5 and shift 0, and (``convs``) every
+    conv Kaiming-normal with fan_out for ReLU."""
+    for m in model.modules():
+        if convs and isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 0.5)
+            nn.init.zeros_(m.bias)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from . import ConvLayer, register_model
+from .selection import slimming_init
 
 CFGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
@@ -71,10 +72,7 @@ class SlimVGG(VGG):
         super().__init__(widths, num_classes, in_channels)
         c = [w for w in widths if w != "M"][-1]
         self.classifier = nn.Sequential(nn.Linear(c, num_classes))  # classifier.0: the last conv's consumer
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 0.5)
-                nn.init.zeros_(m.bias)
+        slimming_init(self, convs=False)  # the convs keep VGG's initialisation
         nn.init.normal_(self.classifier[0].weight, 0, 0.01)
         nn.init.zeros_(self.classifier[0].bias)
 
