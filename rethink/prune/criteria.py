@@ -148,7 +148,8 @@ def model_scores(model: nn.Module, criteria: Iterable[str], layer_ids: Optional[
     """{criterion name: {conv layer id: scores (out,)}} for every layer of ``model.conv_layers()`` (or the ids
     in ``layer_ids``).  Data-driven criteria (taylor) need ``loader``; they use its first ``n_batches``."""
     crits = [get_criterion(c) for c in criteria]
-    layers = [layer for layer in model.conv_layers() if layer_ids is None or layer.id in set(layer_ids)]
+    ids = None if layer_ids is None else set(layer_ids)  # once: layer_ids may be any iterable, even a generator
+    layers = [layer for layer in model.conv_layers() if ids is None or layer.id in ids]
     modules = dict(model.named_modules())
     grads = {}
     if any(c.needs == "grad" for c in crits):

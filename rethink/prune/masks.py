@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from . import Hooks
+from .select import prune_lowest
 
 
 def conv_weights(model: nn.Module) -> dict:
@@ -43,7 +44,7 @@ def _lowest_out(values: torch.Tensor, prune_ratio: float) -> torch.Tensor:
     """Bool mask: False for the int(N * prune_ratio) smallest values."""
     k = int(len(values) * prune_ratio + 1e-9)
     keep = torch.ones(len(values), dtype=torch.bool, device=values.device)
-    keep[torch.sort(values, stable=True).indices[:k]] = False
+    keep[prune_lowest(values, k)] = False
     return keep
 
 

@@ -23,9 +23,9 @@ import torch.nn as nn
 
 from ..config import ConfigError
 from . import Hooks, PruneResult, Training, register_method
+from .by_criterion import prune_by_criterion
 from .criteria import l2
-from .select import n_keep, select_layerwise
-from .surgery import prune_filters
+from .select import n_keep, prune_lowest
 
 
 def _check(prune_ratio) -> float:
@@ -46,7 +46,7 @@ def soft_prune(model: nn.Module, prune_ratio: float) -> dict:
             continue
         w = modules[layer.conv].weight
         k, _ = n_keep(w.shape[0], prune_ratio)
-        drop = torch.sort(l2(w), stable=True).indices[: w.shape[0] - k]
+        drop = prune_lowest(l2(w), w.shape[0] - k)
         w[drop.to(w.device)] = 0
         zeroed[layer.id] = drop.sort().values
     return zeroed
@@ -72,14 +72,9 @@ def sfp(model: nn.Module, variant: Optional[str] = None, prune_ratio: Optional[f
     if variant is not None:
         raise ConfigError("sfp has no published variants: give prune_ratio (fraction of filters removed per layer)")
     p = _check(prune_ratio)
-    layers = [layer for layer in model.conv_layers() if layer.prunable]
-    if not layers:
+    if not any(layer.prunable for layer in model.conv_layers()):
         raise ConfigError(f"{model.arch} has no conv layer whose filters can be removed")
-    modules = dict(model.named_modules())
-    scores = {layer.id: l2(modules[layer.conv].weight) for layer in layers}
-    keep, clamped = select_layerwise(scores, {lid: p for lid in scores}, {layer.id: layer.conv for layer in layers})
-    pruned = prune_filters(model, keep)
-    return PruneResult(model=pruned, widths=list(pruned.widths), keep=keep, clamped=clamped)
+    return prune_by_criterion(model, "l2", p)  # layer-wise: the same fraction of every prunable layer
 
 
 sfp.training = _training
