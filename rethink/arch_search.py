@@ -16,12 +16,12 @@ import torch
 
 from .config import ConfigError, RunConfig
 from .data import DatasetInfo, get_loaders
-from .experiment import build_model, get_baseline, original_widths
+from .experiment import build_model, get_baseline, original_widths, schedule_for
 from .metrics import count_flops, count_params
 from .models import default_widths, get_model, scale_widths
 from .prune import get_method, method_kwargs
 from .records import provenance, write_record
-from .train import Schedule, train
+from .train import train
 
 
 def stages(widths: list) -> list[list[int]]:
@@ -73,11 +73,9 @@ def train_scratch(cfg: RunConfig, info: DatasetInfo, widths: list, seed: int, lo
     train_loader, test_loader = loaders
     torch.manual_seed(seed)
     model = build_model(cfg, info, widths)
-    t = cfg.train
     train_loader.reseed(seed)
-    metrics = train(model, train_loader, test_loader, Schedule(t.epochs, t.lr, tuple(t.milestones), t.momentum,
-                                                                 t.weight_decay),
-                    progress=progress, desc=desc, perf=cfg.perf)
+    metrics = train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress,
+                    desc=desc, perf=cfg.perf)
     shape = (info.in_channels, 32, 32)
     return dict(widths=list(model.widths), params=count_params(model), flops=count_flops(model, shape),
                 metrics=metrics)

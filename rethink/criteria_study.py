@@ -8,12 +8,11 @@ import time
 from typing import Iterable
 
 import pandas as pd
-import torch
 import torch.nn as nn
 
 from .config import RunConfig
 from .data import get_loaders
-from .experiment import build_model, get_baseline
+from .experiment import get_baseline, initial_model
 from .metrics import count_flops, count_params
 from .prune.by_criterion import prune_by_criterion
 from .prune.criteria import get_criterion
@@ -28,8 +27,7 @@ def trained_and_random(cfg: RunConfig, seed: int, progress: bool = True) -> dict
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
     t0 = time.time()
     model, metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
-    torch.manual_seed(seed)
-    random = build_model(cfg, info)
+    random = initial_model(cfg, info, seed)
     return dict(trained=model, random=random, metrics=metrics, cached=cached, loaders=(train_loader, test_loader),
                 info=info, wall_time_s=time.time() - t0)
 

@@ -58,7 +58,9 @@ def initial_model(cfg: RunConfig, info: DatasetInfo, seed: int) -> nn.Module:
     return build_model(cfg, info)
 
 
-def _schedule(cfg: RunConfig, epochs: int) -> Schedule:
+def schedule_for(cfg: RunConfig, epochs: int) -> Schedule:
+    """The large model's schedule of ``cfg`` (lr, milestones at the same fractions, momentum, weight decay) for
+    ``epochs`` epochs."""
     t = cfg.train
     return Schedule(epochs, t.lr, tuple(t.milestones), t.momentum, t.weight_decay)
 
@@ -99,7 +101,7 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
     train_loader.reseed(seed)
     training = baseline_training(cfg.prune.method, cfg.arch, cfg.prune)
     hooks = training.hooks if training is not None else Hooks()  # e.g. slimming's penalty on BN scales
-    metrics = train(model, train_loader, test_loader, _schedule(cfg, cfg.train.epochs), progress=progress,
+    metrics = train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress,
                     desc=f"baseline {cfg.arch} seed {seed}", perf=cfg.perf, after_backward=hooks.after_backward,
                     on_epoch_end=hooks.on_epoch_end)
     # kept with the checkpoint, so that a record written from the cache reports what training cost, not the load
@@ -140,6 +142,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
     """Run the whole protocol for every seed of ``cfg``; returns the records (baseline and the three regimes)."""
     out = Path(cfg.output_dir) / "records"
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
+    tag = baseline_tag(cfg)  # which large model: the same for every seed and regime
     records = []
     for seed in cfg.seeds:
         t0 = time.time()
@@ -152,7 +155,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
         if rec is None or rec["metrics"] != base_metrics or dataclasses.replace(
                 RunConfig.from_dict(rec["config"]), prune=cfg.prune, seeds=cfg.seeds) != cfg:
             rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(), metrics=base_metrics,
-                       model=base_info, baseline_cached=cached, baseline_tag=baseline_tag(cfg),
+                       model=base_info, baseline_cached=cached, baseline_tag=tag,
                        provenance=provenance(cfg.device, base_metrics.get("train_time_s", time.time() - t0)))
             write_record(rec, path)
         records.append(rec)
@@ -175,7 +178,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
             else:
                 torch.manual_seed(seed)
                 model = result.init_scratch(build_model(cfg, info, result.widths))
-                schedule = _schedule(cfg, cfg.train.epochs if regime == "scratch-e" else epochs_b)
+                schedule = schedule_for(cfg, cfg.train.epochs if regime == "scratch-e" else epochs_b)
             train_loader.reseed(seed)
             metrics = train(model, train_loader, test_loader, schedule, progress=progress,
                             desc=f"{regime} {cfg.prune.variant or cfg.arch} seed {seed}", perf=cfg.perf,
@@ -183,7 +186,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
             rec = dict(run_id=path.stem, regime=regime, seed=seed, config=cfg.to_dict(), metrics=metrics,
                        model=pruned_info, baseline=dict(flops=base_info["flops"], params=base_info["params"],
                                                         widths=base_info["widths"], cached=cached),
-                       baseline_tag=baseline_tag(cfg),
+                       baseline_tag=tag,
                        # measured after training: a mask that did not hold would show here
                        prune=dict(clamped=result.clamped, trained_sparsity=round(sparsity(model), 6)),
                        provenance=provenance(cfg.device, time.time() - t0))

@@ -11,21 +11,19 @@ training uses for masks (He-normal with the fan of the kept weights).
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 from .config import RunConfig
 from .data import DatasetInfo
-from .experiment import get_baseline, initial_model
+from .experiment import get_baseline, initial_model, schedule_for
 from .metrics import count_flops, sparsity
-from .prune.masks import apply_masks, magnitude_masks, mask_hooks, reinit_masked
+from .prune.masks import apply_masks, magnitude_masks, mask_hooks, mask_sparsity, reinit_masked
 from .records import provenance, write_record
-from .train import Schedule, train
+from .train import train
 
 INITS = ("winning-ticket", "random-init")
 
@@ -46,9 +44,7 @@ def _train_masked(model: nn.Module, masks: dict, cfg: RunConfig, seed: int, load
     train_loader, test_loader = loaders
     hooks = mask_hooks(masks)
     train_loader.reseed(seed)
-    t = cfg.train  # the large model's schedule, at its lr
-    schedule = Schedule(t.epochs, t.lr, tuple(t.milestones), t.momentum, t.weight_decay)
-    return train(model, train_loader, test_loader, schedule, progress=progress, desc=desc, perf=cfg.perf,
+    return train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress, desc=desc, perf=cfg.perf,
                  after_backward=hooks.after_backward, on_epoch_end=hooks.on_epoch_end)
 
 
@@ -60,14 +56,11 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
     cfg = with_lr(cfg, lr)
     train_loader, test_loader = loaders
     shape = (info.in_channels, 32, 32)
-    init_state = copy.deepcopy(initial_model(cfg, info, seed).state_dict())  # theta_0 of this seed
     dense, dense_metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
     out = {"dense": dense_metrics, "dense_cached": cached, "rounds": [], "dense_flops": count_flops(dense, shape)}
 
-    def ticket(masks):
-        model = initial_model(cfg, info, seed)
-        model.load_state_dict(init_state)
-        return apply_masks(model, masks)
+    def ticket(masks):  # theta_0 of this seed (initial_model seeds itself), masked
+        return apply_masks(initial_model(cfg, info, seed), masks)
 
     model = dense
     ratios = round_ratios(cfg.prune.prune_ratio, rounds)
@@ -77,13 +70,12 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
             model = ticket(masks)
             m = _train_masked(model, masks, cfg, seed, loaders, progress, f"round {r + 1} lr {lr:g} seed {seed}")
             out["rounds"].append(dict(prune_ratio=ratio, sparsity=sparsity(model), metrics=m))
-    out["sparsity"] = sum((~m).sum().item() for m in masks.values()) / sum(m.numel() for m in masks.values())
+    out["sparsity"] = mask_sparsity(masks)
     for init in INITS:
         if init == "winning-ticket":
             model = ticket(masks)
         else:
-            torch.manual_seed(seed + 10_000)  # a different draw from theta_0's
-            model = reinit_masked(initial_model(cfg, info, seed + 10_000), masks)
+            model = reinit_masked(initial_model(cfg, info, seed + 10_000), masks)  # a draw other than theta_0's
         out[init] = _train_masked(model, masks, cfg, seed, loaders, progress, f"{init} lr {lr:g} seed {seed}")
         out[f"{init}_sparsity"] = sparsity(model)  # after training: the mask held
     out["flops"] = count_flops(model, shape, nonzero=True)
