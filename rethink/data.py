@@ -220,12 +220,17 @@ def _subset(x: torch.Tensor, y: torch.Tensor, n: Optional[int]):
     return x[idx], y[idx]
 
 
-def get_loaders(cfg: DataConfig, device="cpu", seed: int = 0) -> tuple[TensorLoader, TensorLoader, DatasetInfo]:
-    """(train loader, test loader, dataset info) for ``cfg``; the training order is seeded by ``seed``."""
+def _arrays(cfg: DataConfig):
+    """(dataset info, (train images, labels), (test images, labels)) of ``cfg``, subsets applied."""
     info = get_dataset_info(cfg.dataset)
     root = data_root(cfg.root)
-    xtr, ytr = _subset(*info.load(root, True), cfg.train_subset)
-    xte, yte = _subset(*info.load(root, False), cfg.test_subset)
+    return (info, _subset(*info.load(root, True), cfg.train_subset),
+            _subset(*info.load(root, False), cfg.test_subset))
+
+
+def get_loaders(cfg: DataConfig, device="cpu", seed: int = 0) -> tuple[TensorLoader, TensorLoader, DatasetInfo]:
+    """(train loader, test loader, dataset info) for ``cfg``; the training order is seeded by ``seed``."""
+    info, (xtr, ytr), (xte, yte) = _arrays(cfg)
     train = TensorLoader(xtr, ytr, info, cfg.batch_size, shuffle=True, augment=True, seed=seed, device=device)
     test = TensorLoader(xte, yte, info, cfg.test_batch_size, shuffle=False, augment=False, device=device)
     return train, test, info
@@ -233,10 +238,7 @@ def get_loaders(cfg: DataConfig, device="cpu", seed: int = 0) -> tuple[TensorLoa
 
 def get_reference_loaders(cfg: DataConfig, device="cpu", seed: int = 0, num_workers: int = 1):
     """:func:`get_loaders` with the reference pipeline (:func:`reference_loader`) over the same images."""
-    info = get_dataset_info(cfg.dataset)
-    root = data_root(cfg.root)
-    xtr, ytr = _subset(*info.load(root, True), cfg.train_subset)
-    xte, yte = _subset(*info.load(root, False), cfg.test_subset)
+    info, (xtr, ytr), (xte, yte) = _arrays(cfg)
     pin = str(device).startswith("cuda")
     train = reference_loader(xtr, ytr, info, cfg.batch_size, shuffle=True, augment=True, seed=seed,
                              num_workers=num_workers, pin_memory=pin)

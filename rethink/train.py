@@ -71,8 +71,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     perf = _perf(perf, device)
     forward = forward or model
     model.train()
-    loss_sum = torch.zeros(())
-    correct = torch.zeros((), dtype=torch.int64)
+    # Sums stay on the device: one synchronisation per epoch, not per batch.
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
     n = 0
     for x, y in loader:
         x, y = _to_device(x, y, device, perf)
@@ -84,9 +85,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
         for hook in after_backward:
             hook(model)
         optimizer.step()
-        # Accumulate on the device; one synchronisation per epoch, not per batch.
-        loss_sum = loss_sum.to(loss.device) + loss.detach() * len(y)
-        correct = correct.to(y.device) + (out.argmax(1) == y).sum()
+        loss_sum += loss.detach() * len(y)
+        correct += (out.argmax(1) == y).sum()
         n += len(y)
     return loss_sum.item() / n, 100.0 * correct.item() / n
 
