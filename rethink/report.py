@@ -63,10 +63,9 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         n = g.seed.nunique()
         row["source"] = _source(d["dataset"], d["profile"], d["device"], n)
         rows.append(row)
-        if paper and isinstance(d["variant"], str):
-            rows += paper_rows(d["variant"], d["method"])
-        elif paper:
-            rows += paper_rows(None, d["method"], d["arch"], d["prune_ratio"])
+        if paper:  # by variant where there is one, else by arch and prune ratio
+            variant = d["variant"] if isinstance(d["variant"], str) else None
+            rows += paper_rows(variant, d["method"], d["arch"], d["prune_ratio"])
     table = pd.DataFrame(rows).set_index("model")
     col = table.get("Scratch-B epochs")
     if col is not None and not any(isinstance(v, str) for v in col):  # whole numbers, also where a paper row has none
