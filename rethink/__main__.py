@@ -2,6 +2,7 @@
 
     python -m rethink list
     python -m rethink run --arch vgg16 --variant vgg16-a --dataset fashion-mnist --profile quick
+    python -m rethink converge --arch vgg16 --dataset fashion-mnist --profile book --output-dir book/convergence
     python -m rethink sweep grids/table1.yaml [--profile smoke] [--engine local|ray] [--jobs N]
 """
 from __future__ import annotations
@@ -23,20 +24,37 @@ def _list(_args) -> None:
     print("profiles:     ", ", ".join(list(PROFILES) + ["auto"]))
 
 
-def _run(args) -> None:
-    from .experiment import configure, run_experiment
-    from .records import load_records
-    from .report import result_table
-    cfg = configure(method=args.method, arch=args.arch, variant=args.variant, prune_ratio=args.prune_ratio,
+def _config(args, prune: bool = True):
+    """The RunConfig of the command line's settings; ``prune=False``: no pruned model is needed (the large model
+    alone), so an arch without a published variant needs no prune ratio."""
+    from .config import make_config
+    from .experiment import configure
+    return (configure if prune else make_config)(method=args.method, arch=args.arch, variant=args.variant, prune_ratio=args.prune_ratio,
                     sparsity_lambda=args.sparsity_lambda, scope=args.scope, dataset=args.dataset, profile=args.profile, seeds=args.seeds, device=args.device,
                     data_root=args.data_root, output_dir=args.output_dir, epochs=args.epochs,
                     finetune_epochs=args.finetune_epochs, train_subset=args.train_subset, width_mult=args.width_mult,
-                    amp=args.amp, compile=args.compile)
+                    amp=args.amp, compile=args.compile, warmup_epochs=args.warmup_epochs)
+
+
+def _run(args) -> None:
+    from .experiment import run_experiment
+    from .records import load_records
+    from .report import result_table
+    cfg = _config(args)
     print(f"profile {cfg.profile}, dataset {cfg.data.dataset}, device {cfg.device}, seeds {list(cfg.seeds)}, "
           f"{cfg.train.epochs} epochs", file=sys.stderr)
     records = run_experiment(cfg, progress=not args.quiet, resume=not args.restart)
     paths = [f"{cfg.output_dir}/records/{r['run_id']}.json" for r in records]
     print(result_table(load_records(paths)).to_string())
+
+
+def _converge(args) -> None:
+    from .convergence import check_convergence, convergence_table
+    cfg = _config(args, prune=False)
+    print(f"profile {cfg.profile}, dataset {cfg.data.dataset}, device {cfg.device}: {cfg.arch} for "
+          f"{cfg.train.epochs} and {2 * cfg.train.epochs} epochs", file=sys.stderr)
+    check_convergence(cfg, seed=(cfg.seeds or (0,))[0], progress=not args.quiet)
+    print(convergence_table(f"{cfg.output_dir}/records").to_string())
 
 
 def _sweep(args) -> int:
@@ -52,12 +70,8 @@ def _sweep(args) -> int:
     return 0 if ok else 1
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rethink", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="known architectures, methods, variants, datasets, profiles").set_defaults(func=_list)
-    run = sub.add_parser("run", help="baseline -> prune -> fine-tune | Scratch-E | Scratch-B, per seed")
+def _add_config_args(run) -> None:
+    """The settings of one experiment, shared by `run` and `converge`."""
     run.add_argument("--arch", required=True, help="architecture (see `list`)")
     run.add_argument("--method", default="l1-norm", help="pruning method (default l1-norm)")
     run.add_argument("--variant", help="published variant, e.g. vgg16-a; default: the arch's first one")
@@ -67,7 +81,7 @@ def main(argv=None) -> int:
     run.add_argument("--scope", choices=("global", "layer"), help="magnitude: one threshold over all conv weights "
                      "(global, default) or per layer")
     run.add_argument("--dataset", default="cifar10", help="cifar10 | cifar100 | fashion-mnist")
-    run.add_argument("--profile", default="auto", help="paper | quick | smoke | auto (paper on CUDA, else quick)")
+    run.add_argument("--profile", default="auto", help="paper | book | quick | smoke | auto (paper on CUDA, else quick)")
     run.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the profile's)")
     run.add_argument("--epochs", type=int, help="epochs of the large model and Scratch-E")
     run.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (constant lr 0.001)")
@@ -79,8 +93,22 @@ def main(argv=None) -> int:
     run.add_argument("--restart", action="store_true", help="retrain regimes that already have a record")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--amp", help="auto | off | bf16: autocast of forward passes (auto: bf16 on CUDA, off on CPU)")
+    run.add_argument("--warmup-epochs", type=int, help="first epochs at lr / 10 (He et al.'s ResNet-110 warm-up)")
     run.add_argument("--compile", help="off | default | reduce-overhead | max-autotune: torch.compile (default off)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rethink", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="known architectures, methods, variants, datasets, profiles").set_defaults(func=_list)
+    run = sub.add_parser("run", help="baseline -> prune -> fine-tune | Scratch-E | Scratch-B, per seed")
+    _add_config_args(run)
     run.set_defaults(func=_run)
+    conv = sub.add_parser("converge", help="the large model of seed 0 under a profile vs 2x the epochs (records for "
+                                            "the protocol page's convergence table)")
+    _add_config_args(conv)
+    conv.set_defaults(func=_converge)
     from .pack import add_parser as add_pack_parser
     add_pack_parser(sub)  # `pack`: several runs at once as separate processes
     sw = sub.add_parser("sweep", help="run every run of grid files (grids/*.yaml) not done yet; resumable")

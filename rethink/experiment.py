@@ -62,7 +62,7 @@ def schedule_for(cfg: RunConfig, epochs: int) -> Schedule:
     """The large model's schedule of ``cfg`` (lr, milestones at the same fractions, momentum, weight decay) for
     ``epochs`` epochs."""
     t = cfg.train
-    return Schedule(epochs, t.lr, tuple(t.milestones), t.momentum, t.weight_decay)
+    return Schedule(epochs, t.lr, tuple(t.milestones), t.momentum, t.weight_decay, t.warmup_epochs)
 
 
 def baseline_key(cfg: RunConfig, seed: int) -> str:

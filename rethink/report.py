@@ -43,6 +43,11 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         return pd.DataFrame()
     if "baseline_tag" not in df:  # records written before methods trained their own large models
         df = df.assign(baseline_tag="unpruned")
+    from .verdict import flag_runs
+    # a failed run (near chance, far below its seed siblings) is shown in "left out", not averaged in
+    flags = flag_runs(df, metric)
+    left_out = {i: f for i, f in flags.items() if f}
+    df = df.assign(run_flag=flags)
     pruned = df[df.regime != "baseline"]
     keys = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio"]
     rows = []
@@ -53,20 +58,27 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         base = df[(df.regime == "baseline") & (df.dataset == d["dataset"]) & (df.profile == d["profile"]) &
                   (df.device == d["device"]) & (df.arch == d["arch"]) & (df.baseline_tag == tag)]
         model = model_label(d["arch"], d["variant"], d["prune_ratio"])
-        row = {"model": model, LABELS["baseline"]: mean_std(base[metric]) if len(base) else "–"}
+        ok = lambda r: r[r.run_flag.isna()]  # noqa: E731
+        row = {"model": model, LABELS["baseline"]: mean_std(ok(base)[metric]) if len(ok(base)) else "–"}
         for regime in COLUMNS[1:]:
-            r = g[g.regime == regime]
+            r = ok(g[g.regime == regime])
             row[LABELS[regime]] = mean_std(r[metric]) if len(r) else "–"
         # one number; a range where seeds pruned to different FLOPs (slimming's global threshold, magnitude)
         epochs = sorted({int(e) for e in g[g.regime == "scratch-b"].epochs})
         row["Scratch-B epochs"] = (epochs[0] if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}") if epochs else None
         n = g.seed.nunique()
+        if left_out:
+            runs = pd.concat([base, g])
+            row["left out"] = "; ".join(f"{LABELS[r.regime]} seed {r.seed}: {r.run_flag}"
+                                        for r in runs.itertuples() if r.Index in left_out) or ""
         row["source"] = _source(d["dataset"], d["profile"], d["device"], n)
         rows.append(row)
         if paper:  # by variant where there is one, else by arch and prune ratio
             variant = d["variant"] if isinstance(d["variant"], str) else None
             rows += paper_rows(variant, d["method"], d["arch"], d["prune_ratio"])
     table = pd.DataFrame(rows).set_index("model")
+    if "left out" in table:
+        table["left out"] = table["left out"].fillna("")
     col = table.get("Scratch-B epochs")
     if col is not None and not any(isinstance(v, str) for v in col):  # whole numbers, also where a paper row has none
         table["Scratch-B epochs"] = col.astype("Int64")

@@ -31,10 +31,13 @@ class Schedule:
     milestones: tuple = (0.5, 0.75)  # fractions of epochs; () = constant lr
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    warmup_epochs: int = 0           # the first epochs at lr / 10 (He et al. 2016's warm-up of ResNet-110)
 
     def lr_at(self, epoch: int) -> float:
         """lr of 0-based ``epoch``: divided by 10 from each milestone epoch int(f * epochs) on, as the papers'
-        code does at the start of epochs 80 and 120 of 160."""
+        code does at the start of epochs 80 and 120 of 160; and by 10 during the warm-up epochs."""
+        if epoch < self.warmup_epochs:
+            return self.lr * 0.1
         return self.lr * 0.1 ** sum(epoch >= int(f * self.epochs) for f in self.milestones)
 
 

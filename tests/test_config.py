@@ -9,7 +9,7 @@ def test_auto_profile_follows_the_device():
     assert resolve_profile("auto", "cuda") == "paper"
     assert resolve_profile("auto", "cuda:1") == "paper"
     assert resolve_profile("auto", "cpu") == "quick"
-    with pytest.raises(ConfigError, match="unknown profile 'fast'.*quick.*smoke"):
+    with pytest.raises(ConfigError, match="unknown profile 'fast'.*book.*quick.*smoke"):
         resolve_profile("fast", "cpu")
 
 
@@ -41,3 +41,44 @@ def test_round_trip_through_dict():
 def test_prune_ratio_range(ratio):
     with pytest.raises(ConfigError, match=r"\[0, 1\)"):
         make_config(arch="vgg16", profile="smoke", device="cpu", prune_ratio=ratio)
+
+
+def test_book_profile_settings_per_architecture():
+    vgg = make_config(arch="vgg16", profile="book", device="cpu")
+    r56 = make_config(arch="resnet56", profile="book", device="cpu")
+    r110 = make_config(arch="resnet110", profile="book", device="cpu", width_mult=0.75)
+    assert vgg.width_mult == 0.25 and r56.width_mult == 0.5 and r110.width_mult == 0.75  # an override still wins
+    assert (r56.train.warmup_epochs, r110.train.warmup_epochs, vgg.train.warmup_epochs) == (0, 1, 0)
+    assert vgg.data.test_subset is None and len(vgg.seeds) >= 3  # the full test set, 3+ seeds
+    assert make_config(arch="resnet110", profile="paper", device="cpu").train.warmup_epochs == 0  # the papers' code
+
+
+def test_arch_settings_longer_keys_win():
+    from rethink.config import arch_settings
+    table = {"resnet": dict(a=1, b=1), "resnet110": dict(b=2)}
+    assert arch_settings(table, "resnet110") == dict(a=1, b=2)
+    assert arch_settings(table, "resnet56") == dict(a=1, b=1)
+    assert arch_settings(table, "vgg16") == {}
+
+
+def test_cpu_speed_settings_follow_bf16_support(monkeypatch):
+    from rethink.config import PerfConfig, resolve_perf
+    monkeypatch.setenv("RETHINK_CPU_BF16", "1")
+    fast = resolve_perf(PerfConfig(), "cpu")
+    assert (fast.amp, fast.channels_last, fast.cudnn_benchmark) == ("bf16", True, False)
+    assert resolve_perf(PerfConfig(amp="off", channels_last=False), "cpu").amp == "off"  # explicit values win
+    monkeypatch.setenv("RETHINK_CPU_BF16", "0")
+    slow = resolve_perf(PerfConfig(), "cpu")
+    assert (slow.amp, slow.channels_last) == ("off", False)
+    assert resolve_perf(PerfConfig(), "cuda").amp == "bf16"
+
+
+def test_cpu_bf16_detection_asks_torch(monkeypatch):
+    import torch
+    from rethink.config import cpu_has_bf16
+    monkeypatch.delenv("RETHINK_CPU_BF16", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert cpu_has_bf16() is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert cpu_has_bf16() is True

@@ -94,12 +94,12 @@ def test_table1_grid_is_the_books_table1():
     runs, baselines = expand(load_grid(ROOT / "grids" / "table1.yaml"), cwd=ROOT)
     assert [r.name for r in runs] == ["vgg16-a", "resnet56-a", "resnet56-b", "resnet110-a", "resnet110-b"]
     assert {r.output_dir for r in runs} == {"book/runs"}
-    assert all(r.parameters["dataset"] == "fashion-mnist" and r.parameters["profile"] == "quick" for r in runs)
+    assert all(r.parameters["dataset"] == "fashion-mnist" and r.parameters["profile"] == "book" for r in runs)
     assert all(r.error is None for r in runs)
-    # quick profile: 2 seeds -> one baseline per (arch, seed), shared by the variants of an arch
-    assert len(baselines) == 3 * 2
+    # book profile: 3 seeds -> one baseline per (arch, seed), shared by the variants of an arch
+    assert len(baselines) == 3 * 3
     assert set(runs[1].baselines) == set(runs[2].baselines) != set(runs[0].baselines)
-    assert all(len(r.records) == 2 * 4 for r in runs)  # (baseline + 3 regimes) per seed
+    assert all(len(r.records) == 3 * 4 for r in runs)  # (baseline + 3 regimes) per seed
     # a smoke check does not write into the book
     smoke, _ = expand(load_grid(ROOT / "grids" / "table1.yaml"), profile="smoke", cwd=ROOT)
     assert {r.output_dir for r in smoke} == {"runs/sweeps/table1-smoke"}
@@ -113,11 +113,11 @@ def test_methods_grid_covers_every_method_but_l1_norm_with_its_own_baseline():
     # slimming and SFP train their own large models; magnitude prunes a plainly trained one
     base = {r.name: Path(r.records[0]).name for r in runs}
     # the penalty is 1e-4 for VGG and 1e-5 for DenseNet (the paper's), part of the cached model's name
-    assert base["slimming-vgg19-slim-p0.7"].startswith("fashion-mnist-quick-slimming-l0.0001-vgg19-slim-baseline")
-    assert base["slimming-densenet40-p0.4"].startswith("fashion-mnist-quick-slimming-l1e-05-densenet40-baseline")
-    assert base["sfp-resnet56-p0.3"].startswith("fashion-mnist-quick-sfp-p0.3-resnet56-baseline")
-    assert base["magnitude-vgg19-p0.5"].startswith("fashion-mnist-quick-unpruned-vgg19-baseline")
-    assert len(baselines) == len(runs) * 2  # one per run and seed: none is shared
+    assert base["slimming-vgg19-slim-p0.7"].startswith("fashion-mnist-book-slimming-l0.0001-vgg19-slim-baseline")
+    assert base["slimming-densenet40-p0.4"].startswith("fashion-mnist-book-slimming-l1e-05-densenet40-baseline")
+    assert base["sfp-resnet56-p0.3"].startswith("fashion-mnist-book-sfp-p0.3-resnet56-baseline")
+    assert base["magnitude-vgg19-p0.5"].startswith("fashion-mnist-book-unpruned-vgg19-baseline")
+    assert len(baselines) == len(runs) * 3  # one per run and seed: none is shared
 
 
 def test_every_book_grid_names_an_existing_notebook_and_expands():

@@ -1,0 +1,77 @@
+"""Is a profile long enough?  The large model of seed 0 under the profile vs the same model, data and schedule
+shape with 2x the epochs.  The book calls a profile converged for an architecture when the 2x model is at most
+``TOLERANCE`` points better (best test accuracy, full test set).
+
+The 1x model is the very checkpoint the book's rows prune (same cache key), so the check costs one extra
+training of 2x the epochs per architecture.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from .config import RunConfig
+from .data import get_loaders
+from .experiment import baseline_tag, get_baseline
+from .records import provenance, read_record, write_record
+
+TOLERANCE = 1.0  # points of best test accuracy between 2x and 1x epochs
+
+
+def convergence_run_id(cfg: RunConfig, factor: int, seed: int) -> str:
+    return f"{cfg.data.dataset}-{cfg.profile}-convergence-{baseline_tag(cfg)}-{cfg.arch}-x{factor}-s{seed}"
+
+
+def check_convergence(cfg: RunConfig, seed: int = 0, progress: bool = True) -> list[dict]:
+    """Train (or take from the cache) the large model of ``cfg`` for its epochs and for twice as many; write one
+    record each to ``<output_dir>/records`` (regime ``convergence``, ``factor`` 1 or 2); return both."""
+    train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
+    out = Path(cfg.output_dir) / "records"
+    records = []
+    for factor in (1, 2):
+        run_cfg = dataclasses.replace(cfg, seeds=(seed,),
+                                      train=dataclasses.replace(cfg.train, epochs=cfg.train.epochs * factor))
+        path = out / f"{convergence_run_id(cfg, factor, seed)}.json"
+        rec = read_record(path)
+        t0 = time.time()
+        model, metrics, cached = get_baseline(run_cfg, seed, info, train_loader, test_loader, progress)
+        if rec is None or rec["metrics"] != metrics:
+            rec = dict(run_id=path.stem, regime="convergence", factor=factor, seed=seed, config=run_cfg.to_dict(),
+                       metrics=metrics, baseline_tag=baseline_tag(cfg), baseline_cached=cached,
+                       model=dict(arch=cfg.arch, widths=list(model.widths)),
+                       provenance=provenance(cfg.device, metrics.get("train_time_s", time.time() - t0)))
+            write_record(rec, path)
+        records.append(rec)
+    return records
+
+
+def convergence_table(records_dir):
+    """One row per (method's large model, arch): best test accuracy at 1x and 2x epochs, the difference and
+    whether it is within ``TOLERANCE``; from the records alone."""
+    import pandas as pd
+    rows = {}
+    for p in sorted(Path(records_dir).glob("*.json")):
+        r = read_record(p)
+        if r is None or r.get("regime") != "convergence":
+            continue
+        c = r["config"]
+        key = (r["baseline_tag"], c["arch"], c["data"]["dataset"], c["profile"], r["seed"])
+        row = rows.setdefault(key, dict(large_model=r["baseline_tag"], arch=c["arch"], dataset=c["data"]["dataset"],
+                                        profile=c["profile"], seed=r["seed"], width_mult=c["width_mult"],
+                                        train_images=c["data"]["train_subset"],
+                                        warmup_epochs=c["train"].get("warmup_epochs", 0),
+                                        device=r["provenance"]["device"]))
+        f = r["factor"]
+        row[f"epochs_x{f}"] = r["metrics"]["epochs"]
+        row[f"best_acc_x{f}"] = r["metrics"]["best_acc"]
+        row[f"time_s_x{f}"] = r["metrics"].get("train_time_s", r["provenance"]["wall_time_s"])
+    df = pd.DataFrame(list(rows.values()))
+    if df.empty:
+        return df
+    for col in ("best_acc_x1", "best_acc_x2", "epochs_x1", "epochs_x2", "time_s_x1", "time_s_x2"):
+        if col not in df:
+            df[col] = float("nan")
+    df["gain_x2"] = (df["best_acc_x2"] - df["best_acc_x1"]).round(2)
+    df["converged"] = df["gain_x2"].map(lambda g: None if g != g else bool(g <= TOLERANCE))
+    return df

@@ -1,0 +1,169 @@
+"""Does training from scratch beat fine-tuning?  Per pruned model: the difference Scratch-E - fine-tuned and
+Scratch-B - fine-tuned with a 95 % confidence interval, and the verdict in the paper's words.
+
+The regimes of one seed share that seed's large model and initialisation, so they are paired: the interval is a
+paired t-interval over the per-seed differences (``scipy.stats.t``).  The paper publishes only mean ± std over
+its runs, so its difference gets a Welch interval from those summaries.  "on par" means the interval contains 0.
+
+A run that failed (near chance, or far below the other seeds of its regime) is flagged and left out of the
+means and the verdict, which says so; it is never averaged in silently.
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from scipy import stats
+
+from .data import DATASETS
+
+GROUP = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio", "baseline_tag"]
+COMPARISONS = (("scratch-e", "Scratch-E"), ("scratch-b", "Scratch-B"))
+NEAR_CHANCE = 5.0   # points above chance: a run this close to guessing did not train
+BELOW_SIBLINGS = 5.0  # points below the median of the other seeds of the same regime and model: a failed seed
+
+
+def chance(dataset: str) -> float:
+    info = DATASETS.get(dataset)
+    return 100.0 / (info.num_classes if info else 10)
+
+
+def flag_runs(df: pd.DataFrame, metric: str = "best_acc") -> pd.Series:
+    """For each record of ``df`` (``load_records``): why it is not to be averaged ("near chance", "N points below
+    the other seeds"), or None.  Needs 3 seeds to call one of them far below the others."""
+    flags = pd.Series([None] * len(df), index=df.index, dtype=object)
+    keys = GROUP[:-1] + ["baseline_tag", "regime"] if "baseline_tag" in df else GROUP[:-1] + ["regime"]
+    for _, g in df.groupby(keys, dropna=False, sort=False):
+        for i, row in g.iterrows():
+            value = row[metric]
+            if value <= chance(row["dataset"]) + NEAR_CHANCE:
+                flags[i] = f"near chance ({value:.1f} %)"
+                continue
+            others = g[metric].drop(i)
+            if len(others) >= 2 and value < others.median() - BELOW_SIBLINGS:
+                flags[i] = f"{others.median() - value:.1f} points below the other seeds"
+    return flags
+
+
+def paired_interval(diffs, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the paired differences: mean ± t_{n-1} * sd / sqrt(n); no interval for n < 2."""
+    d = pd.Series(list(diffs), dtype=float)
+    n = len(d)
+    if n < 2:
+        return (float(d.mean()) if n else math.nan), math.nan, math.nan
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def welch_interval(m1, s1, n1, m2, s2, n2, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(difference m1 - m2, low, high) from two published mean ± std over n1 and n2 runs (unpaired, Welch)."""
+    diff = float(m1 - m2)
+    if any(pd.isna(v) for v in (s1, s2, n1, n2)) or n1 < 2 or n2 < 2:
+        return diff, math.nan, math.nan
+    v1, v2 = s1 ** 2 / n1, s2 ** 2 / n2
+    if v1 + v2 == 0:
+        return diff, diff, diff
+    dof = (v1 + v2) ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1))
+    half = stats.t.ppf(0.5 + confidence / 2, dof) * math.sqrt(v1 + v2)
+    return diff, diff - half, diff + half
+
+
+def verdict_word(low: float, high: float) -> str:
+    """The paper's words: scratch better / on par / worse; "undecided" without an interval (fewer than 2 seeds)."""
+    if pd.isna(low) or pd.isna(high):
+        return "undecided"
+    if low > 0:
+        return "scratch better"
+    if high < 0:
+        return "scratch worse"
+    return "on par"
+
+
+def _paper_difference(paper: pd.DataFrame, regime: str) -> dict:
+    """The paper's difference regime - fine-tune for one model, from its first dataset (CIFAR-10 first)."""
+    if paper.empty:
+        return {}
+    order = {"cifar10": 0, "cifar100": 1}
+    for dataset in sorted(paper.dataset.unique(), key=lambda d: order.get(d, 2)):
+        p = paper[paper.dataset == dataset]
+        a, b = p[p.regime == regime], p[p.regime == "fine-tune"]
+        if len(a) and len(b):
+            a, b = a.iloc[0], b.iloc[0]
+            diff, low, high = welch_interval(a.acc_mean, a.acc_std, a.n_runs, b.acc_mean, b.acc_std, b.n_runs)
+            # without a published std there is no interval, and so no verdict: "undecided", not the sign
+            return dict(paper_dataset=dataset, paper_diff=round(diff, 2), paper_low=low, paper_high=high,
+                        paper_verdict=verdict_word(low, high))
+    return {}
+
+
+def _paper_for(papers: pd.DataFrame, variant, method, arch, prune_ratio) -> pd.DataFrame:
+    if isinstance(variant, str):
+        return papers[(papers.variant == variant) & (papers.method == method)]
+    if prune_ratio is None or pd.isna(prune_ratio):
+        return papers.iloc[0:0]
+    return papers[papers.variant.isna() & (papers.method == method) & (papers.arch == arch)
+                  & ((papers.prune_ratio - prune_ratio).abs() < 1e-9)]
+
+
+def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.95) -> pd.DataFrame:
+    """One row per (pruned model, comparison): seeds paired, mean difference to fine-tuning with its interval,
+    our verdict, the paper's difference and verdict for the same model, whether they agree, and the flagged runs
+    left out."""
+    from .report import model_label, paper_numbers
+    if df.empty:
+        return pd.DataFrame()
+    df = df.assign(flag=flag_runs(df, metric))
+    if "baseline_tag" not in df:
+        df = df.assign(baseline_tag="unpruned")
+    papers = paper_numbers()
+    rows = []
+    for k, g in df[df.regime != "baseline"].groupby(GROUP, dropna=False, sort=False):
+        d = dict(zip(GROUP, k))
+        model = model_label(d["arch"], d["variant"], d["prune_ratio"])
+        paper = _paper_for(papers, d["variant"], d["method"], d["arch"], d["prune_ratio"])
+        ft = g[g.regime == "fine-tune"].set_index("seed")
+        for regime, label in COMPARISONS:
+            other = g[g.regime == regime].set_index("seed")
+            seeds = sorted(set(ft.index) & set(other.index))
+            left_out = [f"seed {s}: {r} {f}" for s in seeds for r, f in
+                        (("fine-tuned", ft.flag.get(s)), (label, other.flag.get(s))) if f]
+            kept = [s for s in seeds if not ft.flag.get(s) and not other.flag.get(s)]
+            diffs = [other[metric][s] - ft[metric][s] for s in kept]
+            mean, low, high = paired_interval(diffs, confidence)
+            rows.append(dict(model=model, method=d["method"], comparison=f"{label} - fine-tuned", n=len(kept),
+                             diff=round(mean, 2), low=round(low, 2), high=round(high, 2),
+                             verdict=verdict_word(low, high), left_out="; ".join(left_out),
+                             dataset=d["dataset"], profile=d["profile"], device=d["device"],
+                             **_paper_difference(paper, regime)))
+    out = pd.DataFrame(rows)
+    if "paper_verdict" not in out:
+        out["paper_verdict"] = None
+    out["agrees"] = [None if p is None or pd.isna(p) or "undecided" in (v, p) else bool(v == p)
+                     for v, p in zip(out.verdict, out.paper_verdict)]
+    return out
+
+
+def plot_forest(table: pd.DataFrame, title: str = ""):
+    """The differences of ``verdicts`` at a glance: one line per pruned model and comparison, ours (dot, 95 %
+    interval) and the paper's (diamond, Welch interval) side by side, 0 marked."""
+    t = table.iloc[::-1].reset_index(drop=True)  # first row on top
+    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.36 * len(t)))
+    y = range(len(t))
+    ours_err = [[m - lo if lo == lo else 0 for m, lo in zip(t["diff"], t["low"])],
+                [hi - m if hi == hi else 0 for m, hi in zip(t["diff"], t["high"])]]
+    ax.errorbar(t["diff"], [i + 0.15 for i in y], xerr=ours_err, fmt="o", color="#2f6db5", capsize=3,
+                label="ours (95 % paired t-interval)")
+    if "paper_diff" in t and t["paper_diff"].notna().any():
+        p = t[t["paper_diff"].notna()]
+        err = [[(m - lo) if lo == lo else 0 for m, lo in zip(p["paper_diff"], p["paper_low"])],
+               [(hi - m) if hi == hi else 0 for m, hi in zip(p["paper_diff"], p["paper_high"])]]
+        ax.errorbar(p["paper_diff"], [i - 0.15 for i in p.index], xerr=err, fmt="D", color="#d9822b", capsize=3,
+                    markersize=5, label="paper (95 % Welch interval from mean ± std)")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(list(y), [f"{m}: {c.split(' - ')[0]}" for m, c in zip(t.model, t.comparison)], fontsize=8)
+    ax.set_xlabel("accuracy difference to fine-tuning (points); > 0: scratch better")
+    ax.set_title(title, fontsize=10)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.12 - 0.6 / max(len(t), 1)))
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import smoke_config
+
+from rethink.convergence import check_convergence, convergence_table
+from rethink.experiment import baseline_path
+from rethink.train import Schedule
+
+
+def test_warmup_runs_the_first_epochs_at_a_tenth_of_the_lr():
+    s = Schedule(epochs=8, lr=0.1, warmup_epochs=1)
+    assert [round(s.lr_at(e), 6) for e in range(8)] == [0.01, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    assert Schedule(epochs=8, lr=0.1).lr_at(0) == 0.1  # none by default: the papers' schedule
+
+
+def test_convergence_check_reuses_the_rows_large_model_and_trains_2x(tmp_path, fashion_root, one_thread):
+    cfg = smoke_config(tmp_path, fashion_root, arch="vgg16", warmup_epochs=1)
+    records = check_convergence(cfg, progress=False)
+    assert [r["factor"] for r in records] == [1, 2]
+    assert [r["metrics"]["epochs"] for r in records] == [2, 4]
+    assert records[0]["metrics"]["curve"][0]["lr"] == pytest.approx(cfg.train.lr / 10)  # warm-up recorded in the curve
+    assert records[1]["config"]["train"]["warmup_epochs"] == 1
+    assert baseline_path(cfg, 0).exists()  # the 1x model is the cached baseline the rows prune
+    table = convergence_table(tmp_path / "runs" / "records")
+    row = table.iloc[0]
+    assert (row.arch, row.epochs_x1, row.epochs_x2) == ("vgg16", 2, 4)
+    assert row.gain_x2 == round(row.best_acc_x2 - row.best_acc_x1, 2)
+    assert row.converged == (row.gain_x2 <= 1.0)
+    # a second call trains nothing and keeps the records
+    before = [p.read_text() for p in sorted((tmp_path / "runs" / "records").glob("*.json"))]
+    again = check_convergence(cfg, progress=False)
+    assert all(r["baseline_cached"] for r in again)
+    assert before == [p.read_text() for p in sorted((tmp_path / "runs" / "records").glob("*.json"))]
+    assert json.loads(before[0])["regime"] == "convergence"
+
+
+def test_cli_converge_needs_no_prune_ratio(tmp_path, fashion_root, capsys, one_thread):
+    from rethink.__main__ import main
+    rc = main(["converge", "--arch", "vgg11", "--dataset", "fashion-mnist", "--profile", "smoke", "--device", "cpu",
+               "--data-root", fashion_root, "--output-dir", str(tmp_path), "--train-subset", "64", "--epochs", "1",
+               "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "vgg11" in out and "gain_x2" in out
+    assert len(list((tmp_path / "records").glob("*convergence*vgg11-x[12]-s0.json"))) == 2

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from rethink.verdict import flag_runs, paired_interval, verdict_word, verdicts, welch_interval
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences():
+    diffs = [0.4, 0.9, 0.2, 0.7, 0.5]
+    mean, low, high = paired_interval(diffs)
+    lo, hi = stats.t.interval(0.95, len(diffs) - 1, loc=sum(diffs) / 5, scale=stats.sem(diffs))
+    assert mean == pytest.approx(0.54) and (low, high) == (pytest.approx(lo), pytest.approx(hi))
+    assert math.isnan(paired_interval([1.0])[1])  # one seed: no interval
+
+
+def test_verdict_words():
+    assert verdict_word(0.1, 0.8) == "scratch better"
+    assert verdict_word(-0.8, -0.1) == "scratch worse"
+    assert verdict_word(-0.2, 0.3) == "on par"
+    assert verdict_word(math.nan, math.nan) == "undecided"
+
+
+def test_welch_interval_from_published_summaries():
+    diff, low, high = welch_interval(93.78, 0.15, 5, 93.41, 0.12, 5)
+    t = stats.ttest_ind_from_stats(93.78, 0.15, 5, 93.41, 0.12, 5, equal_var=False)
+    assert diff == pytest.approx(0.37) and low > 0  # significant, as the p-value says
+    assert t.pvalue < 0.05
+    assert math.isnan(welch_interval(1.0, math.nan, 5, 0.5, 0.1, 5)[1])  # no std published: no interval
+
+
+def _records(accs: dict, arch="vgg16", variant="vgg16-a"):
+    rows = []
+    for regime, values in accs.items():
+        for seed, acc in enumerate(values):
+            rows.append(dict(regime=regime, seed=seed, best_acc=acc, dataset="fashion-mnist", profile="book",
+                             device="cpu", arch=arch, method="l1-norm", variant=variant, prune_ratio=None,
+                             baseline_tag="unpruned"))
+    return pd.DataFrame(rows)
+
+
+def test_failed_seeds_are_flagged_not_averaged():
+    df = _records({"baseline": [90.0, 90.2, 89.9], "fine-tune": [89.0, 89.2, 88.9],
+                   "scratch-e": [89.5, 11.0, 89.6], "scratch-b": [90.1, 90.0, 80.0]})
+    flags = flag_runs(df)
+    flagged = {(r.regime, r.seed): f for r, f in zip(df.itertuples(), flags) if f}
+    assert set(flagged) == {("scratch-e", 1), ("scratch-b", 2)}
+    assert "near chance" in flagged[("scratch-e", 1)] and "below the other seeds" in flagged[("scratch-b", 2)]
+    v = verdicts(df).set_index("comparison")
+    e = v.loc["Scratch-E - fine-tuned"]
+    assert e.n == 2 and "seed 1" in e.left_out and e["diff"] == pytest.approx(0.6)  # (0.5 + 0.7) / 2
+
+
+def test_verdicts_pair_seeds_and_sit_beside_the_paper():
+    # fine-tuning differs a lot between seeds, but Scratch-B is always 1 point above it: paired, that is decided
+    df = _records({"baseline": [91.0, 89.0, 90.0], "fine-tune": [90.0, 88.0, 89.0],
+                   "scratch-e": [89.5, 88.2, 89.1], "scratch-b": [91.0, 89.1, 89.9]})
+    v = verdicts(df).set_index("comparison")
+    b = v.loc["Scratch-B - fine-tuned"]
+    assert b.verdict == "scratch better" and b.low > 0 and b.n == 3
+    assert v.loc["Scratch-E - fine-tuned"].verdict == "on par"
+    # the paper's vgg16-a row (rethink/paper_numbers.csv): Scratch-B 93.78 ± 0.15 vs fine-tuned 93.41 ± 0.12
+    assert b.paper_diff == pytest.approx(0.37) and b.paper_verdict == "scratch better" and b.agrees == True  # noqa: E712
+
+
+def test_forest_plot_has_a_line_per_comparison():
+    from rethink.verdict import plot_forest
+    df = _records({"baseline": [91.0, 89.0, 90.0], "fine-tune": [90.0, 88.0, 89.0],
+                   "scratch-e": [89.5, 88.2, 89.1], "scratch-b": [91.0, 89.1, 89.9]})
+    fig = plot_forest(verdicts(df))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["vgg16-a: Scratch-B", "vgg16-a: Scratch-E"]
+    assert len(ax.containers) == 2  # ours and the paper's error bars
