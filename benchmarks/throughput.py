@@ -16,6 +16,12 @@ training images.  The projected time of the paper protocol is 160 epochs x 50,00
     python benchmarks/throughput.py --ablate --pack 4 --json book/perf/throughput-cuda.json \\
         --markdown book/perf/throughput-cuda.md                                  # a GPU
     python benchmarks/throughput.py --device cpu --steps 10 --width-mult 0.5     # a CPU, smaller
+    python benchmarks/throughput.py --device cpu --profile book --ablate --compile-row --pack 2 --pack-threads 1 \
+        --threads 2 --json book/perf/throughput-cpu-book.json --markdown book/perf/throughput-cpu-book.md
+
+``--profile book`` takes each model's width multiplier from that profile (VGG x0.25, ResNets x0.5); ``--ablate``
+adds the row "device data" (rethink's loader, fp32, eager: the CPU default before bf16 was turned on), and the
+column "vs fp32 eager" divides by it; ``--compile-row`` adds the fast path with torch.compile.
 """
 from __future__ import annotations
 
@@ -41,8 +47,18 @@ from rethink.train import speed_setup, train_one_epoch
 CIFAR_TRAIN_IMAGES = 50_000
 PAPER_EPOCHS = 160
 REFERENCE_PERF = PerfConfig(amp="off", channels_last=False, cudnn_benchmark=False, compile="off")
-COLUMNS = ["model", "path", "batch", "amp", "channels_last", "compile", "img/s", "vs reference",
-           "s/epoch", "160 epochs (h)"]
+COLUMNS = ["model", "width", "path", "batch", "amp", "channels_last", "compile", "img/s", "vs reference",
+           "vs fp32 eager", "s/epoch", "160 epochs (h)"]
+
+
+def width_mult(a, arch: str) -> float:
+    """The width multiplier of ``arch``: the profile's (with its per-architecture settings) or --width-mult."""
+    if not getattr(a, "profile", None):
+        return a.width_mult
+    from rethink.config import PROFILES, arch_settings
+    values = dict(PROFILES[a.profile])
+    values.update(arch_settings(values.pop("per_arch", {}), arch))
+    return float(values.get("width_mult", 1.0))
 
 
 def parse(argv=None):
@@ -56,6 +72,10 @@ def parse(argv=None):
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 20 on CUDA, 3 on CPU)")
     p.add_argument("--repeat", type=int, default=1, help="measure every row this many times; report the median")
     p.add_argument("--width-mult", type=float, default=1.0, help="width multiplier of the models (1 = paper)")
+    p.add_argument("--profile", help="take each model's width multiplier from this profile (e.g. book)")
+    p.add_argument("--compile-row", action="store_true", help="add a row: the fast path with torch.compile")
+    p.add_argument("--pack-threads", type=int, help="CPU threads of each packed run (default: --threads, else "
+                                                     "CPU count / N)")
     p.add_argument("--n-images", type=int, default=CIFAR_TRAIN_IMAGES, help="size of the random training set")
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers of the reference path")
     p.add_argument("--threads", type=int, help="torch CPU threads of this process (default: torch's choice)")
@@ -116,7 +136,7 @@ def measure(arch: str, path: str, batch: int, perf: PerfConfig, a, images, label
         loader = TensorLoader(images[:n], labels[:n], info, batch, shuffle=True, augment=True, seed=0,
                               device=device)
     torch.manual_seed(0)
-    model = get_model(arch, info.num_classes, scale_widths(default_widths(arch), a.width_mult)).to(device)
+    model = get_model(arch, info.num_classes, scale_widths(default_widths(arch), width_mult(a, arch))).to(device)
     # lr 0.01: random labels, and only the time matters; the step is the library's own
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     stream = endless(loader)
@@ -133,9 +153,10 @@ def measure(arch: str, path: str, batch: int, perf: PerfConfig, a, images, label
     return dict(img_s=a.steps * batch / dt, seconds=dt, images=a.steps * batch, start=start, end=start + dt)
 
 
-def row(arch, path, batch, perf, samples, ref_img_s) -> dict:
+def row(arch, path, batch, perf, samples, ref_img_s, eager_img_s=None, width=1.0) -> dict:
     img_s = statistics.median(s["img_s"] for s in samples)
-    return {"model": arch, "path": path, "batch": batch, "amp": perf.amp, "channels_last": perf.channels_last,
+    return {"model": arch, "width": width, "path": path,
+            "vs fp32 eager": img_s / eager_img_s if eager_img_s else "–", "batch": batch, "amp": perf.amp, "channels_last": perf.channels_last,
             "compile": perf.compile, "img/s": img_s, "vs reference": img_s / ref_img_s if ref_img_s else 1.0,
             "s/epoch": CIFAR_TRAIN_IMAGES / img_s, "160 epochs (h)": PAPER_EPOCHS * CIFAR_TRAIN_IMAGES / img_s / 3600,
             "samples_img_s": [s["img_s"] for s in samples]}
@@ -157,11 +178,11 @@ def packed(a, perf: PerfConfig) -> dict:
     same CPU threads in both modes (``--threads``, else CPU count / N), so that only the sharing differs."""
     from rethink.pack import run_packed
     n = a.pack
-    threads = a.threads or max(1, (os.cpu_count() or 1) // n)
+    threads = a.pack_threads or a.threads or max(1, (os.cpu_count() or 1) // n)
     tmp = Path(tempfile.mkdtemp(prefix="rethink-throughput-"))
     base = [sys.executable, os.path.abspath(__file__), "--worker", "--device", a.device, "--models", a.models[0],
             "--batch", str(a.batch), "--steps", str(a.steps), "--warmup", str(a.warmup),
-            "--width-mult", str(a.width_mult), "--n-images", str(a.n_images), "--amp", perf.amp,
+            "--width-mult", str(width_mult(a, a.models[0])), "--n-images", str(a.n_images), "--amp", perf.amp,
             "--channels-last", "on" if perf.channels_last else "off", "--compile", perf.compile,
             "--threads", str(threads)]
     out = {}
@@ -217,7 +238,8 @@ def markdown(result: dict) -> str:
              f"Python {env['python']}" + (f", CUDA {env['cuda']}, cuDNN {env['cudnn']}" if env["cuda"] else "")
              + f"; {env['cpu_threads']} CPU threads.",
              "",
-             f"Settings: width multiplier {s['width_mult']}, {s['steps']} timed steps after {s['warmup']} warm-up "
+             f"Settings: width multiplier "
+             f"{('of profile ' + s['profile'] + ' per model') if s.get('profile') else s['width_mult']}, {s['steps']} timed steps after {s['warmup']} warm-up "
              f"steps, median of {s['repeat']} measurement(s), random CIFAR-shaped set of {s['n_images']} images, "
              f"reference with {s['workers']} DataLoader worker(s).  Command: `{result['command']}`",
              "",
@@ -244,6 +266,9 @@ def main(argv=None) -> None:
     if a.ablate:
         plan.append(("device data", a.batch, REFERENCE_PERF))
     plan.append(("fast", a.batch, perf))
+    if a.compile_row and perf.compile == "off":
+        import dataclasses
+        plan.append(("fast+compile", a.batch, dataclasses.replace(perf, compile="default")))
     if a.large_batch:
         plan.append(("fast", a.large_batch, perf))
     images, labels = random_set(a.n_images)
@@ -255,9 +280,12 @@ def main(argv=None) -> None:
                 samples[i].append(measure(arch, "reference" if path == "reference" else "fast", batch, p, a,
                                           images, labels))
         ref = statistics.median(s["img_s"] for s in samples[0])
-        rows += [row(arch, path, batch, p, samples[i], ref) for i, (path, batch, p) in enumerate(plan)]
+        eager = statistics.median(s["img_s"] for s in samples[1]) if a.ablate else None
+        rows += [row(arch, path, batch, p, samples[i], ref, eager, width_mult(a, arch))
+                 for i, (path, batch, p) in enumerate(plan)]
     result = dict(environment=environment(a),
                   settings=dict(steps=a.steps, warmup=a.warmup, repeat=a.repeat, width_mult=a.width_mult,
+                                profile=a.profile,
                                 n_images=a.n_images, workers=a.workers, batch=a.batch, large_batch=a.large_batch,
                                 fast_perf=vars(perf), reference_perf=vars(REFERENCE_PERF)),
                   command="python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -64,7 +64,8 @@ def _sweep(args) -> int:
     for grid in args.grids:
         summary = sweep(grid, profile=args.profile, overrides=overrides, output_dir=args.output_dir,
                         engine=args.engine, jobs=args.jobs, retries=args.retries, address=args.address,
-                        gpus_per_run=args.gpus_per_run, progress=not args.quiet, dry_run=args.dry_run)
+                        gpus_per_run=args.gpus_per_run, progress=not args.quiet, dry_run=args.dry_run,
+                        only=args.only, threads=args.threads)
         print(summary)
         ok = ok and summary.ok
     return 0 if ok else 1
@@ -122,6 +123,9 @@ def main(argv=None) -> int:
     sw.add_argument("--address", help="ray: address of a running cluster (e.g. 127.0.0.1:6379, auto); "
                                       "default: start a local one")
     sw.add_argument("--jobs", type=int, default=1, help="local: runs at once (GPUs shared round-robin)")
+    sw.add_argument("--only", nargs="+", metavar="NAME", help="only the runs with these names (e.g. vgg16-a); the "
+                                                              "others are left as they are")
+    sw.add_argument("--threads", type=int, help="local: torch threads per run (default: cores / jobs)")
     sw.add_argument("--gpus-per-run", type=float, help="fraction of a GPU per run (default: local 1/runs per GPU,"
                                                        " ray 1 when the cluster has GPUs)")
     sw.add_argument("--retries", type=int, default=1, help="times a failed run is retried before it is reported")

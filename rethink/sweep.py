@@ -487,12 +487,12 @@ def _gpu_slots(jobs: int, gpus_per_run: Optional[float]) -> tuple[list, int]:
 
 
 def run_local(tasks: list[_Task], jobs: int = 1, retries: int = 1, gpus_per_run: Optional[float] = None,
-              on_finish: Callable[[_Task], None] = lambda t: None) -> None:
+              on_finish: Callable[[_Task], None] = lambda t: None, threads: Optional[int] = None) -> None:
     """Run ``tasks`` in at most ``jobs`` worker subprocesses; a task starts when its dependencies succeeded."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     slots, jobs = _gpu_slots(max(1, jobs), gpus_per_run)
     free = list(range(jobs))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     by_key = {t.key: t for t in tasks}
     for t in tasks:  # a baseline found in the cache needs no worker
         if t.cached:
@@ -615,13 +615,21 @@ def _ray_error(e: BaseException) -> str:
 def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optional[dict] = None,
           output_dir: Optional[str] = None, engine: str = "local", jobs: int = 1, retries: int = 1,
           address: Optional[str] = None, gpus_per_run: Optional[float] = None, progress: bool = True,
-          dry_run: bool = False) -> Summary:
-    """Run every run of a grid that is not done yet; see the module docstring.  Returns what happened."""
+          dry_run: bool = False, only: Optional[list] = None, threads: Optional[int] = None) -> Summary:
+    """Run every run of a grid that is not done yet (``only``: of the runs with these names); see the module
+    docstring.  ``threads``: torch threads per local worker (default: the cores shared by ``jobs``).  Returns what
+    happened."""
     from tqdm.auto import tqdm
     if engine not in ENGINES:
         raise GridError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
     grid = load_grid(grid_path)
     runs, baselines = expand(grid, profile, overrides, output_dir)
+    if only:
+        unknown = sorted(set(only) - {r.name for r in runs})
+        if unknown:
+            raise GridError(f"grid {grid.name} has no run named {', '.join(unknown)}; its runs: "
+                            f"{', '.join(r.name for r in runs)}")
+        runs = [r for r in runs if r.name in only]
     summary = Summary(grid.name, sweep_output_dir(grid, profile, output_dir))
     tasks = _tasks(runs, baselines, summary)
     n_runs = sum(t.kind == "run" for t in tasks)
@@ -645,7 +653,7 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
 
     try:
         if engine == "local":
-            run_local(tasks, jobs, retries, gpus_per_run, on_finish)
+            run_local(tasks, jobs, retries, gpus_per_run, on_finish, threads)
         elif tasks:
             run_ray(tasks, address, retries, gpus_per_run=gpus_per_run, on_finish=on_finish)
     finally:

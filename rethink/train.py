@@ -72,7 +72,7 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
     outputs (the compiled model when compiling; default ``model``); hooks always get ``model``."""
     device = _device(model)
     perf = _perf(perf, device)
-    forward = forward or model
+    forward = model if forward is None else forward  # not `or`: a compiled module has no truth value
     model.train()
     # Sums stay on the device: one synchronisation per epoch, not per batch.
     loss_sum = torch.zeros((), device=device)
@@ -100,7 +100,7 @@ def evaluate(model: nn.Module, loader: Iterable, perf: PerfConfig | None = None,
     """(mean loss, accuracy %) over ``loader``."""
     device = _device(model)
     perf = _perf(perf, device)
-    forward = forward or model
+    forward = model if forward is None else forward  # not `or`: a compiled module has no truth value
     model.eval()
     # Sums stay on the device: one synchronisation per evaluation, not per batch.
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)

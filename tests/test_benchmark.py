@@ -42,14 +42,18 @@ def test_throughput_prints_one_row_per_model_path_and_batch(tmp_path):
     assert "Device: **cpu" in out and "torch " in out
     (table,) = tables(out)
     header, rows = table[0], table[1:]
-    assert header == ["model", "path", "batch", "amp", "channels_last", "compile", "img/s", "vs reference",
-                      "s/epoch", "160 epochs (h)"]
-    assert [(r[0], r[1], r[2]) for r in rows] == [(m, p, b) for m in ("vgg16", "resnet56")
+    assert header == ["model", "width", "path", "batch", "amp", "channels_last", "compile", "img/s", "vs reference",
+                      "vs fp32 eager", "s/epoch", "160 epochs (h)"]
+    assert [(r[0], r[2], r[3]) for r in rows] == [(m, p, b) for m in ("vgg16", "resnet56")
                                                   for p, b in (("reference", "8"), ("fast", "8"), ("fast", "16"))]
+    from rethink.config import cpu_has_bf16
+    fast = ["bf16", "True", "off"] if cpu_has_bf16() else ["off", "False", "off"]
     for r in rows:
-        assert len(r) == len(header) and float(r[6]) > 0 and float(r[9]) > 0
-        assert r[3:6] == ["off", "False", "off"], "on a CPU both paths stay fp32, contiguous, eager"
-    assert [r[7] for r in rows if r[1] == "reference"] == ["1.00", "1.00"]
+        assert len(r) == len(header) and float(r[7]) > 0 and float(r[10]) > 0 and r[1] == "0.12"
+        # the reference is the papers' fp32 loop; the fast path takes the CPU default (bf16 where it is in hardware)
+        assert r[4:7] == (["off", "False", "off"] if r[2] == "reference" else fast)
+        assert r[9] == "–"  # no fp32-eager row to divide by without --ablate
+    assert [r[8] for r in rows if r[2] == "reference"] == ["1.00", "1.00"]
     result = json.loads((tmp_path / "t.json").read_text())
     assert len(result["rows"]) == 6 and result["pack"] is None
     assert result["environment"]["device"].startswith("cpu") and result["settings"]["steps"] == 2
@@ -60,7 +64,8 @@ def test_throughput_prints_one_row_per_model_path_and_batch(tmp_path):
 def test_throughput_ablation_and_packed_runs(tmp_path):
     out = run(THROUGHPUT, *TINY, "--models", "resnet20", "--ablate", "--pack", "2", "--json", tmp_path / "t.json")
     main, pack = tables(out)
-    assert [r[1] for r in main[1:]] == ["reference", "device data", "fast", "fast"]
+    assert [r[2] for r in main[1:]] == ["reference", "device data", "fast", "fast"]
+    assert main[2][9] == "1.00"  # the fp32-eager row divided by itself
     assert pack[0] == ["runs", "mode", "aggregate img/s", "vs sequential"]
     assert [r[1] for r in pack[1:]] == ["one after another", "at once"]
     p = json.loads((tmp_path / "t.json").read_text())["pack"]
@@ -83,3 +88,18 @@ def test_parity_writes_its_result(tmp_path, fashion_root):
     assert all(isinstance(c["within_noise"], bool) for c in result["comparisons"])
     assert result["arms"][2]["perf"]["amp"] == "bf16" and result["arms"][0]["perf"]["amp"] == "off"
     assert (tmp_path / "p.md").read_text() in out
+
+
+@pytest.mark.slow
+def test_throughput_takes_widths_from_the_profile_and_adds_a_compile_row(tmp_path):
+    args = [a for a in TINY if a not in ("--width-mult", "0.125")]
+    out = run(THROUGHPUT, *args, "--models", "vgg16", "resnet20", "--profile", "book", "--large-batch", "0",
+              "--steps", "1")
+    (table,) = tables(out)
+    assert {(r[0], r[1]) for r in table[1:]} == {("vgg16", "0.25"), ("resnet20", "0.50")}  # book: VGG x0.25, else x0.5
+    # compiling takes a while on CI's CPU: one small model
+    out = run(THROUGHPUT, *args, "--models", "resnet20", "--profile", "smoke", "--ablate", "--compile-row",
+              "--large-batch", "0", "--steps", "1")
+    (table,) = tables(out)
+    assert [r[2] for r in table[1:]] == ["reference", "device data", "fast", "fast+compile"]
+    assert [r[6] for r in table[1:]] == ["off", "off", "off", "default"]
