@@ -75,3 +75,30 @@ def convergence_table(records_dir):
     df["gain_x2"] = (df["best_acc_x2"] - df["best_acc_x1"]).round(2)
     df["converged"] = df["gain_x2"].map(lambda g: None if g != g else bool(g <= TOLERANCE))
     return df
+
+
+def convergence_markdown(table) -> str:
+    """``convergence_table`` as the markdown the protocol page includes, with what the runs were."""
+    if table.empty:
+        return "No convergence check has been run yet (`python -m rethink converge --arch ARCH --profile book`).\n"
+    lines = ["| large model | arch | width | training images | warm-up epochs | epochs | best acc % | 2x epochs | "
+             "best acc % at 2x | gain at 2x (points) | converged | training time (s, 1x / 2x) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    fmt = lambda v, f="{:.2f}": "–" if v is None or v != v else f.format(v)  # noqa: E731
+    for r in table.itertuples():
+        lines.append(f"| {r.large_model} | {r.arch} | x{r.width_mult:g} | {fmt(r.train_images, '{:,.0f}')} | "
+                     f"{r.warmup_epochs} | {fmt(r.epochs_x1, '{:.0f}')} | {fmt(r.best_acc_x1)} | "
+                     f"{fmt(r.epochs_x2, '{:.0f}')} | {fmt(r.best_acc_x2)} | {fmt(r.gain_x2, '{:+.2f}')} | "
+                     f"{'–' if r.converged is None else 'yes' if r.converged else '**no**'} | "
+                     f"{fmt(r.time_s_x1, '{:,.0f}')} / {fmt(r.time_s_x2, '{:,.0f}')} |")
+    sources = sorted({f"{r.dataset}, {r.profile} profile, {r.device}, seed {r.seed}" for r in table.itertuples()})
+    lines += ["", f"Ours: {'; '.join(sources)}; best test accuracy on the full test set. Converged: the model "
+                  f"trained for twice the epochs (same data, schedule shape, seed) is at most {TOLERANCE:g} point "
+                  f"better. Made from the records in `book/convergence/records` by `python -m rethink converge`."]
+    return "\n".join(lines) + "\n"
+
+
+def write_convergence_markdown(records_dir, path) -> Path:
+    from .records import atomic_write_bytes
+    atomic_write_bytes(Path(path), convergence_markdown(convergence_table(records_dir)).encode())
+    return Path(path)

@@ -49,3 +49,5 @@ def test_cli_converge_needs_no_prune_ratio(tmp_path, fashion_root, capsys, one_t
     out = capsys.readouterr().out
     assert "vgg11" in out and "gain_x2" in out
     assert len(list((tmp_path / "records").glob("*convergence*vgg11-x[12]-s0.json"))) == 2
+    table = (tmp_path / "table.md").read_text()
+    assert "| unpruned | vgg11 | x0.125 | 64 | 0 | 1 |" in table and "smoke profile" in table
