@@ -30,6 +30,24 @@ def _source(dataset, profile, device, n) -> str:
     return f"ours: {dataset}, {profile} profile, {device}, {n} seed{'s' if n != 1 else ''}"
 
 
+# the order of the paper's sections and tables: predefined methods, automatic ones, unstructured; VGG before ResNet
+# before DenseNet, shallow before deep
+METHOD_ORDER = ("l1-norm", "thinet", "channel-pruning", "sfp", "slimming", "sss", "magnitude")
+FAMILY_ORDER = ("vgg", "resnet", "preresnet", "densenet")
+
+
+def paper_order(method: str, arch: str, variant=None, prune_ratio=None) -> tuple:
+    """Sort key that lists rows as the paper does (Table 1: VGG-16-A, ResNet-56-A/B, ResNet-110-A/B), not
+    alphabetically (which puts ResNet-110 before ResNet-56)."""
+    import re
+    m = re.match(r"([a-z]+)(\d*)", str(arch))
+    family, depth = (m.group(1), int(m.group(2) or 0)) if m else (str(arch), 0)
+    rank = lambda seq, v: seq.index(v) if v in seq else len(seq)  # noqa: E731
+    ratio = -1.0 if prune_ratio is None or pd.isna(prune_ratio) else float(prune_ratio)
+    return (rank(METHOD_ORDER, method), rank(FAMILY_ORDER, family), depth, str(arch),
+            variant if isinstance(variant, str) else "", ratio)
+
+
 def model_label(arch: str, variant, prune_ratio) -> str:
     """A pruned model's name in tables: its published variant, else "<arch> p=<prune ratio>"."""
     return variant if isinstance(variant, str) else f"{arch} p={prune_ratio:g}"
@@ -51,7 +69,10 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
     pruned = df[df.regime != "baseline"]
     keys = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio"]
     rows = []
-    for k, g in pruned.groupby(keys, dropna=False, sort=True):
+    groups = sorted(pruned.groupby(keys, dropna=False, sort=False),
+                    key=lambda kg: paper_order(*(dict(zip(keys, kg[0]))[f] for f in ("method", "arch", "variant",
+                                                                                     "prune_ratio"))))
+    for k, g in groups:
         d = dict(zip(keys, k))
         # the large model these were pruned from: plainly trained, or trained by the method (slimming, SFP)
         tag = g.baseline_tag.iloc[0]

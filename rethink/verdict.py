@@ -110,7 +110,7 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
     """One row per (pruned model, comparison): seeds paired, mean difference to fine-tuning with its interval,
     our verdict, the paper's difference and verdict for the same model, whether they agree, and the flagged runs
     left out."""
-    from .report import model_label, paper_numbers
+    from .report import model_label, paper_numbers, paper_order
     if df.empty:
         return pd.DataFrame()
     df = df.assign(flag=flag_runs(df, metric))
@@ -118,7 +118,9 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
         df = df.assign(baseline_tag="unpruned")
     papers = paper_numbers()
     rows = []
-    for k, g in df[df.regime != "baseline"].groupby(GROUP, dropna=False, sort=False):
+    groups = df[df.regime != "baseline"].groupby(GROUP, dropna=False, sort=False)
+    at = {f: GROUP.index(f) for f in ("method", "arch", "variant", "prune_ratio")}
+    for k, g in sorted(groups, key=lambda kg: paper_order(*(kg[0][at[f]] for f in at))):
         d = dict(zip(GROUP, k))
         model = model_label(d["arch"], d["variant"], d["prune_ratio"])
         paper = _paper_for(papers, d["variant"], d["method"], d["arch"], d["prune_ratio"])
