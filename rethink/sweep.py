@@ -60,6 +60,8 @@ from typing import Any, Callable, Optional
 
 import yaml
 
+from .book_page import make_book_page, toc_titles
+
 ENGINES = ("local", "ray")
 KINDS = ("experiment", "notebook")
 STATE = ".sweep"            # per-run state folder inside the output folder
@@ -321,6 +323,24 @@ def train_baseline(b: Baseline) -> Path:
     return path
 
 
+def page_title(run: Run) -> Optional[str]:
+    """The title _toc.yml gives the executed notebook's page, if any: it becomes the page's H1."""
+    page = Path(run.executed_dir or run.output_dir) / run.name
+    return toc_titles(Path(run.cwd) / "_toc.yml").get(str(page))
+
+
+def rerun_commands(run: Run) -> list[str]:
+    """The commands that remake this run's page: the sweep of its grid, and the same run by papermill alone."""
+    grid = Path("grids") / f"{run.grid}.yaml"
+    out = []
+    if (Path(run.cwd) / grid).is_file():
+        out.append(f"python -m rethink sweep {grid} --only {run.name}")
+    params = " ".join(f"-p {k} {json.dumps(v) if not isinstance(v, str) else v}"
+                      for k, v in run.parameters.items() if v is not None)
+    out.append(f"papermill {run.notebook} {run.name}.ipynb {params}")
+    return out
+
+
 def execute_run(run: Run) -> None:
     """Execute the run's notebook through papermill into a temporary file; check it and its records; rename it to
     its final name; write the done-marker.  Raises RuntimeError (one line) on failure."""
@@ -346,6 +366,7 @@ def execute_run(run: Run) -> None:
     missing = missing_records(run)
     if missing:
         raise RuntimeError(f"the notebook finished but did not write the record(s) {missing}")
+    make_book_page(run.partial_path, title=page_title(run), commands=rerun_commands(run))
     run.notebook_path.parent.mkdir(parents=True, exist_ok=True)
     os.replace(run.partial_path, run.notebook_path)
     write_record(dict(run_id=run.run_id, grid=run.grid, name=run.name, notebook=run.notebook,

@@ -169,3 +169,49 @@ def plot_forest(table: pd.DataFrame, title: str = ""):
     ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.12 - 0.6 / max(len(t), 1)))
     fig.tight_layout()
     return fig
+
+
+UNSTRUCTURED = {"magnitude"}
+CLAIMS = {
+    "structured": "Liu et al.'s claim for structured pruning: a pruned model trained from scratch is on par with "
+                  "or better than the fine-tuned one (Scratch-B most often the best).",
+    "unstructured": "For unstructured magnitude pruning the paper's claim is narrower: scratch training is on par "
+                    "on CIFAR, but falls behind fine-tuning on ImageNet at high sparsity.",
+}
+
+
+def verdict_sentence(table: pd.DataFrame, method: str, source: str) -> str:
+    """What one run page found, in words chosen from its ``verdicts`` rows: each comparison with its interval and
+    verdict, the paper's difference where it has a row (and whether we agree), the claim that applies to the
+    method's kind (structured or not), the runs left out, and a warning for a profile that does not converge."""
+    if table.empty:
+        return "No pruned runs in the records: nothing to compare."
+    parts = []
+    for r in table.itertuples():
+        label = r.comparison.split(" - ")[0]
+        if r.n == 0:
+            parts.append(f"{label} − fine-tuned: no pair of runs left to compare (all left out).")
+        elif r.verdict == "undecided":
+            parts.append(f"{label} − fine-tuned: **{r.diff:+.2f}** points from {r.n} seed(s), too few for an interval.")
+        else:
+            parts.append(f"{label} − fine-tuned: **{r.diff:+.2f}** points (95 % interval {r.low:+.2f} to "
+                         f"{r.high:+.2f}, {r.n} seeds): **{r.verdict}**.")
+        paper = getattr(r, "paper_diff", None)
+        if paper is None or pd.isna(paper):
+            continue
+        if r.paper_verdict == "undecided":
+            parts[-1] += f" The paper reports {paper:+.2f} ({r.paper_dataset}) without a std, so no verdict there."
+        else:
+            agree = "" if r.agrees is None or pd.isna(r.agrees) else (" We agree." if r.agrees else " We disagree.")
+            parts[-1] += f" The paper: {paper:+.2f} ({r.paper_dataset}), {r.paper_verdict}.{agree}"
+    if "paper_diff" not in table or table["paper_diff"].isna().all():
+        parts.append("The paper has no row for this pruned model, so ours stands alone.")
+    parts.append(CLAIMS["unstructured" if method in UNSTRUCTURED else "structured"])
+    left = [x for x in table.left_out if x]
+    if left:
+        parts.append("Left out of the differences (failed runs, shown on the curves): " + "; ".join(left) + ".")
+    profiles = set(table.profile)
+    if profiles & {"quick", "smoke"}:
+        parts.append(f"The {', '.join(sorted(profiles & {'quick', 'smoke'}))} profile's large models have not "
+                     f"converged: read this as a check of the pipeline, not as evidence for or against the paper.")
+    return f"**Ours ({source}).** " + " ".join(parts)

@@ -74,3 +74,18 @@ def test_forest_plot_has_a_line_per_comparison():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["vgg16-a: Scratch-B", "vgg16-a: Scratch-E"]
     assert len(ax.containers) == 2  # ours and the paper's error bars
+
+
+def test_the_sentence_is_chosen_from_the_records():
+    from rethink.verdict import verdict_sentence
+    df = _records({"baseline": [91.0, 89.0, 90.0], "fine-tune": [90.0, 88.0, 89.0],
+                   "scratch-e": [89.5, 88.2, 89.1], "scratch-b": [91.0, 89.1, 89.9]})
+    text = verdict_sentence(verdicts(df), "l1-norm", "fashion-mnist, book profile")
+    assert "Scratch-B − fine-tuned: **+1.00**" in text and "scratch better" in text and "We agree." in text
+    assert "structured pruning" in text and "not converged" not in text
+    # an unstructured method without a paper row, on the quick profile: other words
+    df = _records({"fine-tune": [90.0, 88.0], "scratch-e": [89.5, 88.2], "scratch-b": [91.0, 89.1]},
+                  arch="vgg19", variant=None).assign(method="magnitude", prune_ratio=0.5, profile="quick")
+    text = verdict_sentence(verdicts(df), "magnitude", "quick")
+    assert "no row for this pruned model" in text and "ImageNet at high sparsity" in text
+    assert "not converged" in text and "We agree" not in text

@@ -1,0 +1,92 @@
+"""An executed notebook made into a page of the book: its own title, a "re-run this page" box, code behind toggles.
+
+The sweep calls :func:`make_book_page` on every executed notebook before it takes its final name, so that the nine
+run pages of one template do not share one H1, and a reader sees results first and code only on demand
+(jupyter-book's ``hide-input`` / ``hide-cell`` tags: a toggle button per cell).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import nbformat
+import yaml
+
+from .records import atomic_write_bytes
+
+HIDE_INPUT = "hide-input"   # output shown, code behind a toggle
+HIDE_CELL = "hide-cell"     # the whole cell behind a toggle (parameters: no output)
+RERUN_MARK = "rethink-rerun"  # tag of the box this module inserts, so that a second call replaces it
+
+
+def toc_titles(toc_path: str | Path) -> dict[str, str]:
+    """{file (as in _toc.yml, no suffix): title} of every entry of a jupyter-book 1.x toc that sets a title."""
+    try:
+        toc = yaml.safe_load(Path(toc_path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    titles = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node and "title" in node:
+                titles[str(Path(node["file"]).with_suffix(""))] = str(node["title"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(toc)
+    return titles
+
+
+def hide_code(nb) -> None:
+    """Tag every code cell: parameter cells (the template's and papermill's injected one) hidden whole, the others'
+    code behind a toggle with their output shown."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if any(t.startswith("remove") for t in tags):
+            continue
+        want = HIDE_CELL if {"parameters", "injected-parameters"} & set(tags) else HIDE_INPUT
+        if want not in tags:
+            tags.append(want)
+
+
+def set_title(nb, title: str) -> None:
+    """Make ``title`` the page's H1: replace the first markdown cell's leading '# ' line (or add one)."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            lines = cell.source.splitlines()
+            if lines and lines[0].startswith("# "):
+                lines[0] = f"# {title}"
+            else:
+                lines = [f"# {title}", ""] + lines
+            cell.source = "\n".join(lines)
+            return
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
+
+
+def set_rerun_box(nb, commands: list[str]) -> None:
+    """A tip box after the title cell with the exact commands that remake this page."""
+    nb.cells = [c for c in nb.cells if RERUN_MARK not in c.get("metadata", {}).get("tags", [])]
+    body = "\n".join(commands)
+    cell = nbformat.v4.new_markdown_cell(f":::{{tip}} Re-run this page\n```bash\n{body}\n```\n"
+                                         f"Finished runs are reused from their records; `--restart` or deleting "
+                                         f"them retrains.\n:::")
+    cell.metadata["tags"] = [RERUN_MARK]
+    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+    nb.cells.insert(first_md + 1, cell)
+
+
+def make_book_page(path: str | Path, title: Optional[str] = None, commands: Optional[list[str]] = None) -> None:
+    """Rewrite the executed notebook at ``path`` in place (atomically) as a book page."""
+    path = Path(path)
+    nb = nbformat.read(str(path), as_version=4)
+    hide_code(nb)
+    if title:
+        set_title(nb, title)
+    if commands:
+        set_rerun_box(nb, commands)
+    atomic_write_bytes(path, nbformat.writes(nb).encode())
