@@ -26,6 +26,8 @@ def convergence_run_id(cfg: RunConfig, factor: int, seed: int) -> str:
 def check_convergence(cfg: RunConfig, seed: int = 0, progress: bool = True) -> list[dict]:
     """Train (or take from the cache) the large model of ``cfg`` for its epochs and for twice as many; write one
     record each to ``<output_dir>/records`` (regime ``convergence``, ``factor`` 1 or 2); return both."""
+    from .paths import check_run_paths
+    check_run_paths(cfg.output_dir, cfg.data.root)
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
     out = Path(cfg.output_dir) / "records"
     records = []

@@ -140,6 +140,8 @@ def _model_info(model: nn.Module, info: DatasetInfo, sparse: bool = False) -> di
 
 def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -> list[dict]:
     """Run the whole protocol for every seed of ``cfg``; returns the records (baseline and the three regimes)."""
+    from .paths import check_run_paths
+    check_run_paths(cfg.output_dir, cfg.data.root)  # before any training: a bad folder costs seconds, not hours
     out = Path(cfg.output_dir) / "records"
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
     tag = baseline_tag(cfg)  # which large model: the same for every seed and regime

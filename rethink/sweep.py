@@ -657,6 +657,9 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
     if dry_run:
         summary.pending = [t.label for t in tasks if t.kind == "run"]
         return summary
+    from .paths import check_run_paths
+    for root in sorted({str(r.parameters.get("data_root") or "") for r in runs}):  # before any training
+        check_run_paths(summary.output_dir, root or None, cache=grid.kind == "experiment")
     bar = tqdm(total=len(runs), initial=len(runs) - n_runs, desc=grid.name, unit="run", disable=not progress,
                file=sys.stderr)
 
