@@ -14,6 +14,7 @@ from . import list_methods, list_models
 from .config import PROFILES, ConfigError
 from .data import DatasetNotFoundError, list_datasets
 from .prune.l1_norm import list_variants
+from .records import WriteError
 
 
 def _list(_args) -> None:
@@ -138,7 +139,7 @@ def main(argv=None) -> int:
     from .sweep import GridError
     try:
         rc = args.func(args)
-    except (ConfigError, DatasetNotFoundError, GridError) as e:
+    except (ConfigError, DatasetNotFoundError, GridError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return rc or 0

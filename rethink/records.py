@@ -1,6 +1,8 @@
 """One JSON record per run (config, metrics, model size, provenance), written atomically; records -> pandas."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
@@ -13,18 +15,37 @@ from typing import Iterable
 import torch
 
 
+class WriteError(OSError):
+    """A result could not be written (full disk, quota, I/O error); the previous file at that path is unchanged."""
+
+    def __str__(self) -> str:  # the message alone, not "[Errno 28] ..."
+        return str(self.strerror)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
+    """Write to a temporary file in the same folder, then rename: a reader never sees half a file.  When the write
+    fails part-way (ENOSPC, EDQUOT, EIO, ...), the temporary file is removed, the previous file stays as it was, and
+    a WriteError names the path and the reason."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:
+        raise WriteError(e.errno, f"could not write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the result
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by others
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            name = errno.errorcode.get(e.errno, "")
+            raise WriteError(e.errno, f"could not write {path}: {e.strerror or e}{f' ({name})' if name else ''}; "
+                                      f"the previous file, if any, is unchanged") from None
         raise
 
 
