@@ -66,6 +66,8 @@ ENGINES = ("local", "ray")
 KINDS = ("experiment", "notebook")
 STATE = ".sweep"            # per-run state folder inside the output folder
 ERROR_PREFIX = "SWEEP-ERROR: "  # the worker's last stderr line names the error (one line)
+HELD_PREFIX = "SWEEP-HELD: "    # the worker left the run to another sweep (it holds the run's lock, or finished it)
+HELD_RC = 75                    # EX_TEMPFAIL: the worker's exit status then
 # Parameters that say where things are, not what is computed: not part of a run's id.
 LOCATION_PARAMETERS = ("output_dir", "data_root")
 
@@ -296,13 +298,21 @@ def is_done(run: Run) -> bool:
 # ----------------------------------------------------------------------------------------------------------------
 # the two tasks; each runs in a worker subprocess (``python -m rethink.sweep KIND SPEC``)
 
+class Held(Exception):
+    """Another process holds the lock (``file_lock(..., wait=False)``)."""
+
+
 @contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive lock held while the block runs (released by the OS if the holder dies, even by kill -9)."""
+def file_lock(path: Path, wait: bool = True):
+    """An exclusive lock held while the block runs (released by the OS if the holder dies, even by kill -9);
+    ``wait=False``: raise Held at once when another process holds it."""
     import fcntl
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise Held(str(path)) from None
         try:
             yield
         finally:
@@ -382,7 +392,17 @@ def _worker_main(argv: list[str]) -> int:
         if kind == "baseline":
             print(train_baseline(Baseline(**json.loads(spec))))
         else:
-            execute_run(Run(**json.loads(spec)))
+            run = Run(**json.loads(spec))
+            # Two sweeps of one grid (two terminals, local beside Ray): the run's lock makes the second leave it
+            # to the first, and a run the other finished meanwhile is not executed again.
+            with file_lock(run.state_dir / "lock", wait=False):
+                if is_done(run):
+                    print(f"\n{HELD_PREFIX}done by another sweep", file=sys.stderr)
+                    return HELD_RC
+                execute_run(run)
+    except Held:
+        print(f"\n{HELD_PREFIX}running in another sweep", file=sys.stderr)
+        return HELD_RC
     except BaseException as e:  # noqa: BLE001 (report any failure, KeyboardInterrupt included, in one line)
         traceback.print_exc()
         msg = " ".join(str(e).split()) or type(e).__name__
@@ -418,6 +438,9 @@ def run_worker(kind: str, spec: dict, env: dict, log_dir: Optional[Path] = None)
             return None
         log.seek(0)
         lines = log.read().splitlines()
+    held = [ln for ln in lines if ln.startswith(HELD_PREFIX)]
+    if rc == HELD_RC and held:
+        return held[-1]
     errors = [ln for ln in lines if ln.startswith(ERROR_PREFIX)]
     if errors:
         return errors[-1][len(ERROR_PREFIX):]
@@ -437,6 +460,7 @@ class Summary:
     done: list = field(default_factory=list)       # names of runs executed now
     skipped: list = field(default_factory=list)    # names of runs done before
     failed: dict = field(default_factory=dict)     # name -> (attempts, error)
+    held: dict = field(default_factory=dict)       # name -> why another sweep has it (running it, or done it)
     pending: list = field(default_factory=list)    # names of runs a dry run would execute
 
     @property
@@ -444,8 +468,11 @@ class Summary:
         return not self.failed
 
     def __str__(self) -> str:
-        lines = [f"{self.grid}: {len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed "
-                 f"(output in {self.output_dir})"]
+        lines = [f"{self.grid}: {len(self.done)} done, {len(self.skipped)} skipped, {len(self.failed)} failed"
+                 + (f", {len(self.held)} left to another sweep" if self.held else "")
+                 + f" (output in {self.output_dir})"]
+        for name, why in sorted(self.held.items()):
+            lines.append(f"  LEFT {name} to another sweep: {why}")
         if self.pending:
             lines.append(f"  to run ({len(self.pending)}): {', '.join(self.pending)}")
         for name, (attempts, error) in sorted(self.failed.items()):
@@ -462,7 +489,7 @@ class _Task:
     label: str
     log_dir: Optional[Path] = None
     attempts: int = 0
-    status: str = "pending"        # pending | running | done | failed
+    status: str = "pending"        # pending | running | done | failed | held (by another sweep)
     error: Optional[str] = None
     cached: bool = False           # a baseline already in this machine's cache (a Ray node may still lack it)
 
@@ -545,6 +572,8 @@ def run_local(tasks: list[_Task], jobs: int = 1, retries: int = 1, gpus_per_run:
                     t.error = f"{type(e).__name__}: {e}"
                 if t.error is None:
                     t.status = "done"
+                elif t.error.startswith(HELD_PREFIX):
+                    t.status = "held"
                 elif t.attempts <= retries:
                     t.status = "pending"  # try again
                     continue
@@ -573,6 +602,8 @@ def _ray_run(spec: dict, *checkpoints: tuple) -> str:
             atomic_write_bytes(path, data)
     run = Run(**spec)
     error = run_worker("run", spec, task_env(_ray_threads()), run.state_dir)
+    if error and error.startswith(HELD_PREFIX):
+        return error  # another sweep has it: not a failure, and not to retry
     if error:
         raise RuntimeError(error)
     return run.name
@@ -617,8 +648,9 @@ def run_ray(tasks: list[_Task], address: Optional[str] = None, retries: int = 1,
             ready, _ = ray.wait(list(waiting), num_returns=1)
             t = waiting.pop(ready[0])
             try:
-                ray.get(ready[0])
-                t.status = "done"
+                value = ray.get(ready[0])
+                held = isinstance(value, str) and value.startswith(HELD_PREFIX)
+                t.status, t.error = ("held", value) if held else ("done", None)
             except Exception as e:  # noqa: BLE001 (RayTaskError wraps the task's own error)
                 t.status, t.error = "failed", _ray_error(e)
             t.attempts = retries + 1 if t.status == "failed" else max(t.attempts, 1)
@@ -670,6 +702,8 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
             return
         if t.status == "done":
             summary.done.append(t.label)
+        elif t.status == "held":
+            summary.held[t.label] = t.error[len(HELD_PREFIX):]
         else:
             summary.failed[t.label] = (t.attempts, t.error)
         bar.update(1)

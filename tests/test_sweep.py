@@ -35,11 +35,13 @@ def toy_notebook(path: Path) -> Path:
     ``fail`` is true: counts executions without training anything."""
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell('tag = "a"  # name of the run\nfail = False  # raise an error\n'
-                                       'output_dir = "runs"  # where the attempts file goes')
+                                       'output_dir = "runs"  # where the attempts file goes\n'
+                                       'sleep = 0.0  # seconds the run takes')
     params.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
         "from pathlib import Path\nPath(output_dir).mkdir(parents=True, exist_ok=True)\n"
         "with open(Path(output_dir) / f'{tag}.attempts', 'a') as f:\n    f.write('x\\n')\n"
+        "import time\ntime.sleep(sleep)\n"
         "if fail:\n    raise RuntimeError(f'boom in {tag}')\nprint('ok', tag)")
     nb.cells = [params, body]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -327,3 +329,28 @@ def test_the_tiny_grid_through_a_ray_head_with_two_workers(tmp_path, fashion_roo
             os.killpg(head.pid, signal.SIGKILL)
         head.wait()
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_run_every_run_exactly_once(tmp_path):
+    """Two real `python -m rethink sweep` processes of one grid and output folder, started together: the per-run
+    lock leaves each run to one of them, the other says so, and every run executes once."""
+    nb = toy_notebook(tmp_path / "toy.ipynb")
+    tags = ["a", "b", "c", "d"]
+    g = write_grid(tmp_path, notebook=str(nb), output_dir=str(tmp_path / "out"), name="{tag}",
+                   parameters=dict(sleep=3.0), axes=[{"tag": tags}])
+    cmd = [sys.executable, "-m", "rethink", "sweep", str(g), "--quiet"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    for tag in tags:  # executed exactly once, by one sweep or the other
+        assert (tmp_path / "out" / f"{tag}.attempts").read_text() == "x\n", tag
+    done = [int(out.split(" done,")[0].rsplit(" ", 1)[-1]) for out, _ in outs]
+    assert sum(done) == len(tags)
+    held = [line for out, _ in outs for line in out.splitlines() if line.startswith("  LEFT ")]
+    assert held and all("another sweep" in line for line in held)  # the one that skipped a run says so
+    runs, _ = expand(load_grid(g), cwd=ROOT)
+    assert all(is_done(r) for r in runs)
+    # no corrupt marker: every marker is a readable record of its run
+    assert all(json.loads(r.marker_path.read_text())["run_id"] == r.run_id for r in runs)
