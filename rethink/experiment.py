@@ -24,7 +24,7 @@ from .data import DatasetInfo, get_loaders
 from .metrics import count_flops, count_params, layer_sparsity, sparsity
 from .models import default_widths, get_model, scale_widths
 from .prune import Hooks, baseline_training, get_method, method_kwargs
-from .records import atomic_torch_save, provenance, read_record, write_record
+from .records import FORMAT, READABLE_FORMATS, atomic_torch_save, file_format, provenance, read_record, write_record
 from .train import Schedule, train
 
 REGIMES = ("fine-tune", "scratch-e", "scratch-b")
@@ -91,6 +91,8 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
     if path.exists():
         try:
             ckpt = torch.load(path, map_location=cfg.device, weights_only=True)
+            if file_format(ckpt) not in READABLE_FORMATS:
+                raise ValueError(f"format {file_format(ckpt)}, this version reads {list(READABLE_FORMATS)}")
             model = build_model(cfg, info, ckpt["widths"])
             model.load_state_dict(ckpt["state_dict"])
             return model, ckpt["metrics"], True
@@ -106,7 +108,7 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
                     on_epoch_end=hooks.on_epoch_end)
     # kept with the checkpoint, so that a record written from the cache reports what training cost, not the load
     metrics = {**metrics, "train_time_s": round(time.time() - t0, 2)}
-    atomic_torch_save(dict(arch=cfg.arch, num_classes=info.num_classes, in_channels=info.in_channels,
+    atomic_torch_save(dict(format=FORMAT, arch=cfg.arch, num_classes=info.num_classes, in_channels=info.in_channels,
                            widths=list(model.widths), state_dict=model.state_dict(), metrics=metrics), path)
     return model, metrics, False
 
@@ -154,7 +156,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
         rec = read_record(path) if resume else None
         # rewritten when it is not this baseline's, or was written under other settings (the baseline is shared
         # by every variant and seed list, so those two do not count)
-        if rec is None or rec["metrics"] != base_metrics or dataclasses.replace(
+        if rec is None or file_format(rec) not in READABLE_FORMATS or rec["metrics"] != base_metrics or dataclasses.replace(
                 RunConfig.from_dict(rec["config"]), prune=cfg.prune, seeds=cfg.seeds) != cfg:
             rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(), metrics=base_metrics,
                        model=base_info, baseline_cached=cached, baseline_tag=tag,
@@ -169,7 +171,8 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
         for regime in REGIMES:
             path = out / f"{run_id(cfg, regime, seed)}.json"
             rec = read_record(path) if resume else None
-            if rec is not None and RunConfig.from_dict(rec["config"]) == cfg and rec["model"]["widths"] == result.widths:
+            if (rec is not None and file_format(rec) in READABLE_FORMATS and RunConfig.from_dict(rec["config"]) == cfg
+                    and rec["model"]["widths"] == result.widths):
                 records.append(rec)  # finished earlier with the same settings: reuse
                 continue
             t0 = time.time()

@@ -56,7 +56,18 @@ def atomic_torch_save(obj, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+# Format of records and cached checkpoints.  Raise it when a change makes older files mean something else; list
+# in READABLE_FORMATS the older ones this code still reads correctly (files from before versions existed are 1).
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
+
+
+def file_format(d: dict) -> int:
+    return int(d.get("format", 1))
+
+
 def write_record(record: dict, path: Path) -> Path:
+    record = {**record, "format": FORMAT}
     atomic_write_bytes(Path(path), json.dumps(record, indent=1, sort_keys=True).encode())
     return Path(path)
 
@@ -98,10 +109,13 @@ def load_records(paths: Iterable[Path] | Path | str):
     import pandas as pd
     if isinstance(paths, (str, Path)):
         paths = sorted(Path(paths).rglob("*.json"))
-    rows = []
+    rows, unreadable = [], []
     for p in paths:
         r = read_record(p)
         if r is None or "regime" not in r:
+            continue
+        if file_format(r) not in READABLE_FORMATS:  # another version's record: reported, never mixed in
+            unreadable.append(f"{p} (format {file_format(r)}; this version reads {list(READABLE_FORMATS)})")
             continue
         c = r["config"]
         rows.append(dict(
@@ -113,4 +127,9 @@ def load_records(paths: Iterable[Path] | Path | str):
             wall_time_s=r["provenance"]["wall_time_s"], sparsity=r["model"].get("sparsity"),
             # which large model: "unpruned" (plain training) or a method's own training, e.g. "slimming-l1e-05"
             baseline_tag=r.get("baseline_tag", "unpruned"), record=r))
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["unreadable"] = unreadable
+    if unreadable:
+        import warnings
+        warnings.warn(f"{len(unreadable)} record(s) of another format left out: {'; '.join(unreadable)}")
+    return df
