@@ -67,7 +67,9 @@ def file_format(d: dict) -> int:
 
 
 def write_record(record: dict, path: Path) -> Path:
-    record = {**record, "format": FORMAT}
+    """Stamp ``record`` with this version's format (in place, so the caller holds what is on disk) and write it
+    atomically."""
+    record["format"] = FORMAT
     atomic_write_bytes(Path(path), json.dumps(record, indent=1, sort_keys=True).encode())
     return Path(path)
 
