@@ -48,6 +48,7 @@ def test_book_profile_settings_per_architecture():
     r56 = make_config(arch="resnet56", profile="book", device="cpu")
     r110 = make_config(arch="resnet110", profile="book", device="cpu", width_mult=0.75)
     assert vgg.width_mult == 0.25 and r56.width_mult == 0.5 and r110.width_mult == 0.75  # an override still wins
+    assert (vgg.train.epochs, vgg.train.finetune_epochs, r56.train.epochs, r56.train.finetune_epochs) == (60, 15, 30, 8)
     assert (r56.train.warmup_epochs, r110.train.warmup_epochs, vgg.train.warmup_epochs) == (0, 1, 0)
     assert vgg.data.test_subset is None and len(vgg.seeds) >= 3  # the full test set, 3+ seeds
     assert make_config(arch="resnet110", profile="paper", device="cpu").train.warmup_epochs == 0  # the papers' code
