@@ -29,6 +29,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                  # VGG: x0.25 trains 2.8x faster than x0.5 here, ample for 10 classes of 32x32 grey images; at 30
                  # epochs VGG-16 gained 1.7+ points from 2x the epochs (not converged), so it trains 60 (fine-tune 15)
                  per_arch={"vgg": dict(width_mult=0.25, epochs=60, finetune_epochs=15),
+                           # torch.compile doubles the CIFAR ResNets' training speed here (bf16 alone: none), while
+                           # it slows VGG down: book/perf/throughput-cpu-book.md
+                           "resnet": dict(compile="default"),
                            # He et al. 2016 warm ResNet-110 up at lr 0.01 (~400 iterations): one epoch at lr/10
                            "resnet110": dict(warmup_epochs=1)}),
     # Seconds: exercises every code path, numbers mean nothing.
