@@ -79,7 +79,7 @@ def convergence_table(records_dir):
     return df
 
 
-def convergence_markdown(table) -> str:
+def convergence_markdown(table, records_dir="book/convergence/records") -> str:
     """``convergence_table`` as the markdown the protocol page includes, with what the runs were."""
     if table.empty:
         return "No convergence check has been run yet (`python -m rethink converge --arch ARCH --profile book`).\n"
@@ -96,11 +96,11 @@ def convergence_markdown(table) -> str:
     sources = sorted({f"{r.dataset}, {r.profile} profile, {r.device}, seed {r.seed}" for r in table.itertuples()})
     lines += ["", f"Ours: {'; '.join(sources)}; best test accuracy on the full test set. Converged: the model "
                   f"trained for twice the epochs (same data, schedule shape, seed) is at most {TOLERANCE:g} point "
-                  f"better. Made from the records in `book/convergence/records` by `python -m rethink converge`."]
+                  f"better. Made from the records in `{records_dir}` by `python -m rethink converge`."]
     return "\n".join(lines) + "\n"
 
 
 def write_convergence_markdown(records_dir, path) -> Path:
     from .records import atomic_write_bytes
-    atomic_write_bytes(Path(path), convergence_markdown(convergence_table(records_dir)).encode())
+    atomic_write_bytes(Path(path), convergence_markdown(convergence_table(records_dir), records_dir).encode())
     return Path(path)
