@@ -34,7 +34,8 @@ test: $(STAMP)
 
 runs: $(STAMP)
 	$(BIN)/python -m rethink sweep $(GRIDS) $(SWEEP_ARGS)
-	$(BIN)/papermill notebooks/results.ipynb book/results.ipynb --cwd . -p output_dir book/runs
+	$(BIN)/papermill notebooks/results.ipynb book/results.ipynb --cwd . -p findings_dir book
+	$(BIN)/python -m rethink page book/results.ipynb
 	$(MAKE) book
 
 clean:

@@ -113,6 +113,11 @@ def main(argv=None) -> int:
                                             "the protocol page's convergence table)")
     _add_config_args(conv)
     conv.set_defaults(func=_converge)
+    page = sub.add_parser("page", help="make an executed notebook a book page: code behind toggles, a title")
+    page.add_argument("notebook", help="executed notebook, rewritten in place")
+    page.add_argument("--title", help="the page's H1 (default: the notebook's own)")
+    page.set_defaults(func=lambda a: __import__("rethink.book_page", fromlist=["make_book_page"]).make_book_page(
+        a.notebook, a.title))
     from .pack import add_parser as add_pack_parser
     add_pack_parser(sub)  # `pack`: several runs at once as separate processes
     sw = sub.add_parser("sweep", help="run every run of grid files (grids/*.yaml) not done yet; resumable")

@@ -89,3 +89,23 @@ def test_the_sentence_is_chosen_from_the_records():
     text = verdict_sentence(verdicts(df), "magnitude", "quick")
     assert "no row for this pruned model" in text and "ImageNet at high sparsity" in text
     assert "not converged" in text and "We agree" not in text
+
+
+def test_findings_are_computed_from_the_verdicts(tmp_path):
+    from rethink.findings import findings_markdown, findings_table
+    better = _records({"baseline": [91.0, 89.0, 90.0], "fine-tune": [90.0, 88.0, 89.0],
+                       "scratch-e": [89.5, 88.2, 89.1], "scratch-b": [91.0, 89.1, 89.9]})
+    t = findings_table(verdicts(better), book_dir=tmp_path).set_index("claim")
+    predefined = t.iloc[0]
+    assert predefined.verdict == "supported" and "1 scratch better, 1 on par, 0 scratch worse" in predefined.ours
+    assert "fashion-mnist, book profile" in predefined.ours
+    assert t.iloc[1].verdict == "inconclusive"  # no slimming or SFP runs
+    worse = better.assign(best_acc=[b - 3.0 if r in ("scratch-e", "scratch-b") else b
+                                    for r, b in zip(better.regime, better.best_acc)])
+    assert findings_table(verdicts(worse), book_dir=tmp_path).iloc[0].verdict == "contradicted"
+    # the other studies: whether their chapter has records of the profile
+    (tmp_path / "lottery" / "records").mkdir(parents=True)
+    (tmp_path / "lottery" / "records" / "fashion-mnist-book-lottery-x.json").write_text("{}")
+    lottery = findings_table(verdicts(better), book_dir=tmp_path).iloc[3]
+    assert lottery.verdict == "see chapter" and "1 record(s)" in lottery.ours
+    assert findings_markdown(t.reset_index()).count("\n| ") == len(t)  # one line per claim after the header

@@ -1,0 +1,96 @@
+"""The findings table of the book's first page: each claim of the papers, the paper's evidence, ours, and a verdict
+(supported / contradicted / mixed / inconclusive) computed from the records, never typed by hand.
+
+The scratch-vs-fine-tune claims are decided from :func:`rethink.verdict.verdicts` (paired 95 % intervals per
+pruned model); the claims of the other studies report whether records of the profile exist yet.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+# The papers' claims and the evidence the papers give (PAPERS.md); which of our records speak to each.
+CLAIMS = (
+    dict(key="predefined", paper="Liu et al. 2019",
+         claim="Predefined structured pruning (L1-norm): the pruned model trained from scratch is on par with or "
+               "better than the fine-tuned one",
+         evidence="Table 1: VGG-16-A, ResNet-56-A/B, ResNet-110-A/B on CIFAR-10, mean ± std of 5 runs; ResNet-34-A/B "
+                  "on ImageNet, 1 run",
+         methods=("l1-norm", "thinet", "channel-pruning")),
+    dict(key="automatic", paper="Liu et al. 2019",
+         claim="Automatic structured pruning (Network Slimming, SFP): the same holds for the architectures such "
+               "methods find",
+         evidence="Table 4: Network Slimming on VGG-19, PreResNet-164, DenseNet-40, CIFAR-10/100; SFP on the "
+                  "CIFAR ResNets",
+         methods=("slimming", "sfp", "sss")),
+    dict(key="unstructured", paper="Liu et al. 2019",
+         claim="Unstructured magnitude pruning: scratch training is on par with fine-tuning on CIFAR (and falls "
+               "behind on ImageNet at high sparsity)",
+         evidence="CIFAR: VGG-19, PreResNet-110, DenseNet-40 at 30-95 %; ImageNet: VGG-16-BN, ResNet-50 at 30/60 %",
+         methods=("magnitude",)),
+)
+STUDIES = (
+    dict(paper="Liu et al. 2019", folder="lottery",
+         claim="Lottery ticket: at the optimal lr 0.1 the winning ticket is no better than a random initialisation",
+         evidence="Iterative magnitude pruning, VGG and ResNet on CIFAR-10, lr 0.1 vs 0.01"),
+    dict(paper="Liu et al. 2019", folder="arch_search",
+         claim="Pruning as architecture search: slimming-found widths trained from scratch beat a uniformly "
+               "narrowed network of the same FLOPs",
+         evidence="Network Slimming on VGG-19 / PreResNet / DenseNet, CIFAR"),
+    dict(paper="Huang et al. 2021", folder="criteria",
+         claim="L1, L2, geometric-median and Fermat criteria rank the filters of a layer almost identically",
+         evidence="Spearman correlations near 1 per layer, VGG-16 and ResNet on CIFAR-10 and ImageNet"),
+)
+
+
+def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
+    """(verdict, our evidence) of a claim "scratch on par or better" over the comparisons in ``rows``."""
+    decided = rows[rows.verdict != "undecided"]
+    if decided.empty:
+        return "inconclusive", "no pruned model with 2+ seeds on this profile yet"
+    worse = int((decided.verdict == "scratch worse").sum())
+    better = int((decided.verdict == "scratch better").sum())
+    n = len(decided)
+    models = decided.model.nunique()
+    seeds = f"{int(decided.n.min())}-{int(decided.n.max())}" if decided.n.min() != decided.n.max() else str(
+        int(decided.n.min()))
+    ours = (f"{models} pruned model(s), {n} comparisons (Scratch-E/B - fine-tuned, {seeds} seeds each): "
+            f"{better} scratch better, {n - better - worse} on par, {worse} scratch worse")
+    if worse == 0:
+        return "supported", ours
+    if worse == n:
+        return "contradicted", ours
+    return "mixed", ours
+
+
+def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "book") -> pd.DataFrame:
+    """One row per claim: paper, claim, the paper's evidence, ours (with dataset, profile, seeds) and a verdict."""
+    out = []
+    v = verdict_rows if len(verdict_rows) else pd.DataFrame(columns=["method", "verdict", "model", "n", "dataset",
+                                                                      "profile", "device"])
+    for c in CLAIMS:
+        rows = v[v.method.isin(c["methods"])]
+        verdict, ours = _scratch_verdict(rows)
+        if len(rows):
+            ours += "; " + "; ".join(sorted({f"{d}, {p} profile, {dev}" for d, p, dev in
+                                            zip(rows.dataset, rows.profile, rows.device)}))
+        out.append(dict(paper=c["paper"], claim=c["claim"], paper_evidence=c["evidence"], ours=ours, verdict=verdict))
+    for s in STUDIES:
+        records = sorted(Path(book_dir, s["folder"], "records").glob(f"*-{profile}-*.json"))
+        ours = (f"{len(records)} record(s) on the {profile} profile; see its chapter" if records else
+                f"not yet re-run on the {profile} profile (its chapter shows an earlier short-profile run)")
+        out.append(dict(paper=s["paper"], claim=s["claim"], paper_evidence=s["evidence"], ours=ours,
+                        verdict="see chapter" if records else "inconclusive"))
+    return pd.DataFrame(out)
+
+
+def findings_markdown(table: pd.DataFrame) -> str:
+    lines = ["| paper | claim | the paper's evidence | ours | verdict |", "|---|---|---|---|---|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.paper} | {r.claim} | {r.paper_evidence} | {r.ours} | **{r.verdict}** |")
+    lines += ["", "Computed from the run records by the results page (`rethink.findings`); a claim about scratch "
+                  "training is *supported* when none of its decided comparisons has scratch worse than "
+                  "fine-tuning (95 % paired interval below 0), *contradicted* when all do, *mixed* otherwise, "
+                  "and *inconclusive* without a pruned model with two or more seeds."]
+    return "\n".join(lines) + "\n"
