@@ -385,8 +385,22 @@ def execute_run(run: Run) -> None:
                  run.marker_path)
 
 
+def die_with_parent() -> None:
+    """Linux: this process is killed when the process that started it dies (a Ray worker or a sweep killed by
+    kill -9), so that no orphan keeps training, or keeps holding a run's lock, after its task was given up and
+    retried elsewhere.  Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before the call above
+        os._exit(1)
+
+
 def _worker_main(argv: list[str]) -> int:
     """``python -m rethink.sweep baseline|run SPEC_JSON``: one task; the error goes to stderr's last line."""
+    die_with_parent()
     kind, spec = argv
     try:
         if kind == "baseline":

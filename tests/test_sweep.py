@@ -354,3 +354,47 @@ def test_two_sweeps_at_once_run_every_run_exactly_once(tmp_path):
     assert all(is_done(r) for r in runs)
     # no corrupt marker: every marker is a readable record of its run
     assert all(json.loads(r.marker_path.read_text())["run_id"] == r.run_id for r in runs)
+
+
+@pytest.mark.slow
+def test_a_ray_worker_killed_mid_run_is_retried_and_the_sweep_completes(tmp_path):
+    """kill -9 of the Ray worker process that runs a run: its own worker subprocess dies with it (no orphan keeps
+    the run's lock), Ray retries the task, and the sweep finishes every run."""
+    pytest.importorskip("ray", reason="the ray engine needs `pip install .[ray]`")
+    psutil = pytest.importorskip("psutil")
+    nb = toy_notebook(tmp_path / "toy.ipynb")
+    out = tmp_path / "out"
+    g = write_grid(tmp_path, notebook=str(nb), output_dir=str(out), name="{tag}", parameters=dict(sleep=6.0),
+                   axes=[{"tag": ["a", "b"]}])
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    env = dict(os.environ, RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled")
+    proc = subprocess.Popen([sys.executable, "-m", "rethink", "sweep", str(g), "--engine", "ray", "--retries", "2",
+                             "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline, killed = time.time() + 300, None
+        while killed is None:  # the first `rethink.sweep run` worker that executes a notebook of this grid
+            assert proc.poll() is None and time.time() < deadline, "no run started"
+            for p in psutil.process_iter(["cmdline"]):
+                argv = p.info["cmdline"] or []
+                if argv[-3:-1] != ["rethink.sweep", "run"] or str(out) not in argv[-1]:
+                    continue
+                tag = json.loads(argv[-1])["parameters"]["tag"]
+                if (out / f"{tag}.attempts").exists():  # its notebook is executing (sleeping)
+                    ray_worker = p.parent()
+                    killed = (ray_worker.pid, p.pid)
+                    os.kill(ray_worker.pid, signal.SIGKILL)  # the Ray worker, kill -9
+                    break
+            time.sleep(0.2)
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, stdout + stderr[-3000:]
+    assert "2 done, 0 skipped, 0 failed" in stdout and "LEFT" not in stdout
+    assert not psutil.pid_exists(killed[1]) or psutil.Process(killed[1]).status() == psutil.STATUS_ZOMBIE
+    runs, _ = expand(load_grid(g), cwd=ROOT)
+    assert all(is_done(r) for r in runs)
+    attempts = sorted((out / f"{t}.attempts").read_text().count("x") for t in ("a", "b"))
+    assert attempts == [1, 2]  # the killed run started again; the other ran once
