@@ -171,7 +171,10 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
         for regime in REGIMES:
             path = out / f"{run_id(cfg, regime, seed)}.json"
             rec = read_record(path) if resume else None
-            if (rec is not None and file_format(rec) in READABLE_FORMATS and RunConfig.from_dict(rec["config"]) == cfg
+            # a seed's record is the same whichever other seeds ran with it: the seed list does not count, so seeds
+            # run as separate processes (``run --seeds 1``) are reused by a run of all of them
+            if (rec is not None and file_format(rec) in READABLE_FORMATS
+                    and dataclasses.replace(RunConfig.from_dict(rec["config"]), seeds=cfg.seeds) == cfg
                     and rec["model"]["widths"] == result.widths):
                 records.append(rec)  # finished earlier with the same settings: reuse
                 continue

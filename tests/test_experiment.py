@@ -129,3 +129,14 @@ def test_cli_run_and_errors(tmp_path, fashion_root, capsys):
     assert "unknown arch 'vgg17'" in capsys.readouterr().err
     assert main(["run", "--arch", "vgg16", "--dataset", "svhn", "--device", "cpu"]) == 2
     assert "unknown dataset 'svhn'" in capsys.readouterr().err
+
+
+def test_seeds_run_apart_are_reused_by_a_run_of_all_of_them(tmp_path, fashion_root, monkeypatch):
+    # e.g. `python -m rethink run --seeds 1` and `--seeds 2` in two processes, then the notebook of seeds 0-2
+    apart = [run_experiment(tiny(tmp_path, fashion_root, seeds=[s]), progress=False) for s in (0, 1)]
+
+    def no_training(*a, **k):
+        raise AssertionError("nothing should be trained again")
+    monkeypatch.setattr(experiment, "train", no_training)
+    both = run_experiment(tiny(tmp_path, fashion_root, seeds=[0, 1]), progress=False)
+    assert [r["metrics"] for r in both] == [r["metrics"] for r in apart[0] + apart[1]]
