@@ -49,6 +49,12 @@ def _run(args) -> None:
     print(result_table(load_records(paths)).to_string())
 
 
+def _page(args) -> None:
+    from .book_page import make_book_page
+    for path in args.notebooks:
+        make_book_page(path, args.title, toc="_toc.yml")
+
+
 def _converge(args) -> None:
     from .convergence import check_convergence, convergence_table, write_convergence_markdown
     cfg = _config(args, prune=False)
@@ -114,10 +120,9 @@ def main(argv=None) -> int:
     _add_config_args(conv)
     conv.set_defaults(func=_converge)
     page = sub.add_parser("page", help="make an executed notebook a book page: code behind toggles, a title")
-    page.add_argument("notebook", help="executed notebook, rewritten in place")
-    page.add_argument("--title", help="the page's H1 (default: the notebook's own)")
-    page.set_defaults(func=lambda a: __import__("rethink.book_page", fromlist=["make_book_page"]).make_book_page(
-        a.notebook, a.title))
+    page.add_argument("notebooks", nargs="+", help="executed notebooks, rewritten in place")
+    page.add_argument("--title", help="the page's H1 (default: its title in _toc.yml, else the notebook's own)")
+    page.set_defaults(func=_page)
     from .pack import add_parser as add_pack_parser
     add_pack_parser(sub)  # `pack`: several runs at once as separate processes
     sw = sub.add_parser("sweep", help="run every run of grid files (grids/*.yaml) not done yet; resumable")

@@ -6,6 +6,7 @@ run pages of one template do not share one H1, and a reader sees results first a
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,15 @@ HIDE_CELL = "hide-cell"     # the whole cell behind a toggle (parameters: no out
 RERUN_MARK = "rethink-rerun"  # tag of the box this module inserts, so that a second call replaces it
 
 
+def _page_name(file) -> str:
+    """A toc entry's file without its .ipynb/.md suffix (only those: "slimming-vgg19-slim-p0.7" keeps its ".7")."""
+    text = str(file)
+    for suffix in (".ipynb", ".md"):
+        if text.endswith(suffix):
+            return text[: -len(suffix)]
+    return text
+
+
 def toc_titles(toc_path: str | Path) -> dict[str, str]:
     """{file (as in _toc.yml, no suffix): title} of every entry of a jupyter-book 1.x toc that sets a title."""
     try:
@@ -30,7 +40,7 @@ def toc_titles(toc_path: str | Path) -> dict[str, str]:
     def walk(node):
         if isinstance(node, dict):
             if "file" in node and "title" in node:
-                titles[str(Path(node["file"]).with_suffix(""))] = str(node["title"])
+                titles[_page_name(node["file"])] = str(node["title"])
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
@@ -80,10 +90,36 @@ def set_rerun_box(nb, commands: list[str]) -> None:
     nb.cells.insert(first_md + 1, cell)
 
 
-def make_book_page(path: str | Path, title: Optional[str] = None, commands: Optional[list[str]] = None) -> None:
-    """Rewrite the executed notebook at ``path`` in place (atomically) as a book page."""
+def papermill_command(nb, path: Path) -> Optional[str]:
+    """The papermill command that made an executed notebook, from the parameters papermill stored in it."""
+    pm = nb.metadata.get("papermill", {})
+    source, params = pm.get("input_path"), pm.get("parameters")
+    if not source or params is None:
+        return None
+    with contextlib.suppress(ValueError):  # a path under the working folder, as a reader would type it
+        source = str(Path(source).resolve().relative_to(Path.cwd()))
+    return papermill_line(source, path.name, params)
+
+
+def papermill_line(notebook, output, params: dict) -> str:
+    """``papermill NOTEBOOK OUTPUT -p name value ...`` (values as papermill reads them; None left out)."""
+    import json
+    args = " ".join(f"-p {k} {v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items() if v is not None)
+    return f"papermill {notebook} {output} {args}".rstrip()
+
+
+def make_book_page(path: str | Path, title: Optional[str] = None, commands: Optional[list[str]] = None,
+                   toc: str | Path | None = None) -> None:
+    """Rewrite the executed notebook at ``path`` in place (atomically) as a book page.  Without ``title``, the
+    title ``toc`` (a _toc.yml) gives the page, if any; without ``commands``, papermill's own command."""
     path = Path(path)
     nb = nbformat.read(str(path), as_version=4)
+    if title is None and toc is not None:
+        page = _page_name(path.resolve().relative_to(Path(toc).resolve().parent))
+        title = toc_titles(toc).get(page)
+    if commands is None:
+        command = papermill_command(nb, path)
+        commands = [command] if command else None
     hide_code(nb)
     if title:
         set_title(nb, title)

@@ -60,7 +60,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from .book_page import make_book_page, toc_titles
+from .book_page import make_book_page, papermill_line, toc_titles
 
 ENGINES = ("local", "ray")
 KINDS = ("experiment", "notebook")
@@ -345,9 +345,7 @@ def rerun_commands(run: Run) -> list[str]:
     out = []
     if (Path(run.cwd) / grid).is_file():
         out.append(f"python -m rethink sweep {grid} --only {run.name}")
-    params = " ".join(f"-p {k} {json.dumps(v) if not isinstance(v, str) else v}"
-                      for k, v in run.parameters.items() if v is not None)
-    out.append(f"papermill {run.notebook} {run.name}.ipynb {params}")
+    out.append(papermill_line(run.notebook, f"{run.name}.ipynb", run.parameters))
     return out
 
 

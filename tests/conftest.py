@@ -71,3 +71,15 @@ def fashion_root(tmp_path_factory) -> str:
     if not any(Path(f).is_dir() for f in SYSTEM_FASHION_MNIST):
         make_fashion_folder(root / "FashionMNIST" / "raw", gz=False)
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Path:
+    """The book built once per test session with warnings as errors (-W): the html folder."""
+    import subprocess
+    import sys
+    out = tmp_path_factory.mktemp("book")
+    proc = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "-W",
+                           "--path-output", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "_build" / "html"

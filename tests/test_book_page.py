@@ -35,6 +35,8 @@ def test_titles_come_from_the_toc(tmp_path):
     toc = tmp_path / "_toc.yml"
     toc.write_text("format: jb-book\nroot: book/intro\nparts:\n  - caption: A\n    chapters:\n"
                    "      - file: book/runs/vgg16-a\n        title: 'Table 1 run: VGG-16-A'\n"
+                   "      - file: book/runs/slimming-vgg19-slim-p0.7\n        title: 'Slimming: VGG-19, 70%'\n"
                    "      - file: book/results\n")
-    assert toc_titles(toc) == {"book/runs/vgg16-a": "Table 1 run: VGG-16-A"}
+    assert toc_titles(toc) == {"book/runs/vgg16-a": "Table 1 run: VGG-16-A",
+                               "book/runs/slimming-vgg19-slim-p0.7": "Slimming: VGG-19, 70%"}
     assert toc_titles(tmp_path / "missing.yml") == {}
