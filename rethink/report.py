@@ -53,6 +53,15 @@ def model_label(arch: str, variant, prune_ratio) -> str:
     return variant if isinstance(variant, str) else f"{arch} p={prune_ratio:g}"
 
 
+def _cell(runs: pd.DataFrame, metric: str) -> str:
+    """mean ± std of the runs not flagged as failed; when every run is flagged, their values marked "(left out)"
+    (shown, not averaged in as a result); "–" without runs."""
+    ok = runs[runs.run_flag.isna()]
+    if len(ok):
+        return mean_std(ok[metric])
+    return f"{mean_std(runs[metric])} (left out)" if len(runs) else "–"
+
+
 def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True) -> pd.DataFrame:
     """One row per (pruned model, dataset, profile, device): unpruned | fine-tuned | Scratch-E | Scratch-B
     accuracy as mean ± std over seeds, Scratch-B epochs, and n.  With ``paper``, the paper's row for the
@@ -79,11 +88,9 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         base = df[(df.regime == "baseline") & (df.dataset == d["dataset"]) & (df.profile == d["profile"]) &
                   (df.device == d["device"]) & (df.arch == d["arch"]) & (df.baseline_tag == tag)]
         model = model_label(d["arch"], d["variant"], d["prune_ratio"])
-        ok = lambda r: r[r.run_flag.isna()]  # noqa: E731
-        row = {"model": model, LABELS["baseline"]: mean_std(ok(base)[metric]) if len(ok(base)) else "–"}
+        row = {"model": model, LABELS["baseline"]: _cell(base, metric)}
         for regime in COLUMNS[1:]:
-            r = ok(g[g.regime == regime])
-            row[LABELS[regime]] = mean_std(r[metric]) if len(r) else "–"
+            row[LABELS[regime]] = _cell(g[g.regime == regime], metric)
         # one number; a range where seeds pruned to different FLOPs (slimming's global threshold, magnitude)
         epochs = sorted({int(e) for e in g[g.regime == "scratch-b"].epochs})
         row["Scratch-B epochs"] = (epochs[0] if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}") if epochs else None
@@ -157,7 +164,7 @@ def paper_rows(variant: str | None, method: str, arch: str | None = None,
 
 
 def _size_row(model: dict, large: dict, sparse: bool) -> dict:
-    row = {"params": model["params"], "FLOPs": model["flops"],
+    row = {"params (M)": round(model["params"] / 1e6, 3), "FLOPs (M MACs)": round(model["flops"] / 1e6, 2),
            "params reduction %": round(100 * (1 - model["params"] / large["params"]), 1),
            "FLOPs reduction %": round(100 * (1 - model["flops"] / large["flops"]), 1)}
     if sparse:
@@ -187,8 +194,9 @@ def size_summary(df: pd.DataFrame) -> pd.DataFrame:
         d = dict(zip(keys, k))
         r = g.record.iloc[0]
         model = model_label(d["arch"], d["variant"], d["prune_ratio"])
-        rows.append({"model": model, "method": d["method"], "unpruned params": r["baseline"]["params"],
-                     "unpruned FLOPs": r["baseline"]["flops"],
+        rows.append({"model": model, "method": d["method"],
+                     "unpruned params (M)": round(r["baseline"]["params"] / 1e6, 3),
+                     "unpruned FLOPs (M MACs)": round(r["baseline"]["flops"] / 1e6, 2),
                      **_size_row(r["model"], r["baseline"], "dense_flops" in r["model"])})
         # sizes depend on the profile (its width multiplier) and the dataset (input channels, classes) only
         rows[-1]["source"] = f"ours: {d['dataset']}, {d['profile']} profile"
@@ -204,11 +212,18 @@ def conv_widths(widths: list) -> list[int]:
 
 
 def _layer_bars(original: list, pruned: list, ylabel: str, pruned_label: str, title: str):
-    """Per-conv-layer bars: the original value in grey behind the pruned one."""
-    fig, ax = plt.subplots(figsize=(min(14, 3 + 0.25 * len(original)), 3.2))
+    """Per-conv-layer bars, the original value in grey behind the pruned one; for deep networks (more than 40
+    layers: ResNet-110, DenseNet-40) steps instead of bars, which stay readable."""
     x = range(1, len(original) + 1)
-    ax.bar(x, original, color="#cfd8e3", label="original")
-    ax.bar(x, pruned, color="#2f6db5", width=0.5, label=pruned_label)
+    if len(original) > 40:
+        fig, ax = plt.subplots(figsize=(10, 3.2))
+        ax.fill_between(x, original, step="mid", color="#cfd8e3", label="original")
+        ax.step(x, pruned, where="mid", color="#2f6db5", lw=1.5, label=pruned_label)
+        ax.set_xlim(0.5, len(original) + 0.5)
+    else:
+        fig, ax = plt.subplots(figsize=(min(14, 3 + 0.25 * len(original)), 3.2))
+        ax.bar(x, original, color="#cfd8e3", label="original")
+        ax.bar(x, pruned, color="#2f6db5", width=0.5, label=pruned_label)
     ax.set(xlabel="conv layer id", ylabel=ylabel, title=title)
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars fill the axes
     fig.tight_layout()

@@ -176,7 +176,8 @@ def test_sparsity_trained_baseline_is_cached_apart(tmp_path, fashion_root):
     ours = table[table.source.str.startswith("ours")]
     slim_base = df[(df.regime == "baseline") & (df.baseline_tag != "unpruned")].best_acc.iloc[0]
     plain_base = df[(df.regime == "baseline") & (df.baseline_tag == "unpruned")].best_acc.iloc[0]
-    assert set(ours.unpruned) == {f"{slim_base:.2f}", f"{plain_base:.2f}"}
+    # (a smoke run near chance is flagged: its value is shown, marked, not taken for a result)
+    assert {u.removesuffix(" (left out)") for u in ours.unpruned} == {f"{slim_base:.2f}", f"{plain_base:.2f}"}
     # the paper's Table 4 row (VGG-19, 70%) beside ours, marked unverified; none for the L1-norm row
     paper = table[table.source.str.startswith("paper")]
     assert len(paper) == 1 and "Table 4, cifar10" in paper.source.iloc[0] and paper.index[0] == "vgg19-slim p=0.7"
