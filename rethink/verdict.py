@@ -215,3 +215,22 @@ def verdict_sentence(table: pd.DataFrame, method: str, source: str) -> str:
         parts.append(f"The {', '.join(sorted(profiles & {'quick', 'smoke'}))} profile's large models have not "
                      f"converged: read this as a check of the pipeline, not as evidence for or against the paper.")
     return f"**Ours ({source}).** " + " ".join(parts)
+
+
+def paired_verdict(df: pd.DataFrame, a: str, b: str, key: str, metric: str = "best_acc") -> dict:
+    """``a`` minus ``b`` (values of column ``key``, e.g. init "winning-ticket" vs "random-init"), paired by seed:
+    {n, diff, low, high, verdict}, with the words of :func:`verdict_word` ("better" meaning ``a`` is)."""
+    x = df[df[key] == a].set_index("seed")[metric]
+    y = df[df[key] == b].set_index("seed")[metric]
+    seeds = sorted(set(x.index) & set(y.index))
+    mean, low, high = paired_interval([x[s] - y[s] for s in seeds])
+    word = verdict_word(low, high).replace("scratch ", "")
+    return dict(n=len(seeds), diff=mean, low=low, high=high, verdict=word)
+
+
+def describe(v: dict, what: str) -> str:
+    """"<what>: +1.23 points (95 % interval ..., n seeds): better" in the book's words."""
+    if v["n"] < 2:
+        return f"{what}: **{v['diff']:+.2f}** points from {v['n']} seed, too few for an interval (undecided)"
+    return (f"{what}: **{v['diff']:+.2f}** points (95 % interval {v['low']:+.2f} to {v['high']:+.2f}, {v['n']} "
+            f"seeds): **{v['verdict']}**")

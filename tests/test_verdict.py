@@ -109,3 +109,15 @@ def test_findings_are_computed_from_the_verdicts(tmp_path):
     lottery = findings_table(verdicts(better), book_dir=tmp_path).iloc[3]
     assert lottery.verdict == "see chapter" and "1 record(s)" in lottery.ours
     assert findings_markdown(t.reset_index()).count("\n| ") == len(t)  # one line per claim after the header
+
+
+def test_paired_verdicts_of_the_other_studies():
+    from rethink.verdict import describe, paired_verdict
+    df = pd.DataFrame([dict(seed=s, init=i, best_acc=a) for s, i, a in [
+        (0, "winning-ticket", 90.0), (0, "random-init", 89.0), (1, "winning-ticket", 88.5), (1, "random-init", 87.4),
+        (2, "winning-ticket", 89.1), (2, "random-init", 88.2)]])
+    v = paired_verdict(df, "winning-ticket", "random-init", "init")
+    assert v["n"] == 3 and v["diff"] == pytest.approx(1.0) and v["verdict"] == "better"
+    assert "**better**" in describe(v, "winning ticket − random init") and "3 seeds" in describe(v, "x")
+    one = paired_verdict(df[df.seed == 0], "winning-ticket", "random-init", "init")
+    assert one["verdict"] == "undecided" and "too few for an interval" in describe(one, "x")
