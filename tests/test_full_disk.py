@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from rethink.records import WriteError, atomic_torch_save, read_record, write_record
+from rethink.records import FORMAT, WriteError, atomic_torch_save, read_record, write_record
 
 
 class _FullDisk(io.BufferedWriter):
@@ -39,7 +39,7 @@ def test_a_failed_record_write_keeps_the_previous_record(tmp_path, full_disk, er
     with pytest.raises(WriteError, match=f"could not write {path}: .*{name}.*previous file.*unchanged") as e:
         write_record({"run_id": "r", "best_acc": 12.0}, path)
     assert e.value.errno == err
-    assert read_record(path) == {"run_id": "r", "best_acc": 91.0}
+    assert read_record(path) == {"run_id": "r", "best_acc": 91.0, "format": FORMAT}
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temporary file left behind
 
 

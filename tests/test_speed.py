@@ -117,8 +117,11 @@ def test_loader_interface_matches_a_dataloader():
 
 # ---- speed settings -------------------------------------------------------------------------------------------
 
-def test_perf_auto_resolves_by_device():
+def test_perf_auto_resolves_by_device(monkeypatch):
+    monkeypatch.setenv("RETHINK_CPU_BF16", "0")  # a CPU without bf16 instructions: fp32, contiguous, eager
     assert resolve_perf(PerfConfig(), "cpu") == PerfConfig("off", False, False, "off")
+    monkeypatch.setenv("RETHINK_CPU_BF16", "1")  # one with them (AVX-512 BF16, AMX): bf16 and channels_last
+    assert resolve_perf(PerfConfig(), "cpu") == PerfConfig("bf16", True, False, "off")
     assert resolve_perf(PerfConfig(), "cuda:0") == PerfConfig("bf16", True, True, "off")
     assert resolve_perf(PerfConfig(amp="off", channels_last=False), "cuda") == PerfConfig("off", False, True, "off")
     with pytest.raises(ConfigError, match="bf16"):
@@ -127,7 +130,8 @@ def test_perf_auto_resolves_by_device():
         resolve_perf(PerfConfig(compile="fast"), "cpu")
 
 
-def test_perf_settings_are_part_of_the_config():
+def test_perf_settings_are_part_of_the_config(monkeypatch):
+    monkeypatch.setenv("RETHINK_CPU_BF16", "0")
     cfg = make_config(arch="vgg16", profile="smoke", device="cpu", amp="bf16", compile="default")
     d = cfg.to_dict()
     assert d["perf"] == dict(amp="bf16", channels_last=False, cudnn_benchmark=False, compile="default")
