@@ -139,8 +139,9 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
                              dataset=d["dataset"], profile=d["profile"], device=d["device"],
                              **_paper_difference(paper, regime)))
     out = pd.DataFrame(rows)
-    if "paper_verdict" not in out:
-        out["paper_verdict"] = None
+    for col in ("paper_dataset", "paper_diff", "paper_low", "paper_high", "paper_verdict"):  # no paper row at all
+        if col not in out:
+            out[col] = None
     out["agrees"] = [None if p is None or pd.isna(p) or "undecided" in (v, p) else bool(v == p)
                      for v, p in zip(out.verdict, out.paper_verdict)]
     return out

@@ -86,7 +86,9 @@ def test_the_sentence_is_chosen_from_the_records():
     # an unstructured method without a paper row, on the quick profile: other words
     df = _records({"fine-tune": [90.0, 88.0], "scratch-e": [89.5, 88.2], "scratch-b": [91.0, 89.1]},
                   arch="vgg19", variant=None).assign(method="magnitude", prune_ratio=0.5, profile="quick")
-    text = verdict_sentence(verdicts(df), "magnitude", "quick")
+    v = verdicts(df)
+    assert {"paper_diff", "paper_verdict"} <= set(v.columns) and v.paper_diff.isna().all()  # columns even so
+    text = verdict_sentence(v, "magnitude", "quick")
     assert "no row for this pruned model" in text and "ImageNet at high sparsity" in text
     assert "not converged" in text and "We agree" not in text
 
