@@ -74,6 +74,8 @@ def convergence_table(records_dir):
     for col in ("best_acc_x1", "best_acc_x2", "epochs_x1", "epochs_x2", "time_s_x1", "time_s_x2"):
         if col not in df:
             df[col] = float("nan")
+    from .report import paper_order
+    df = df.iloc[sorted(range(len(df)), key=lambda i: paper_order("l1-norm", df.arch.iloc[i]))].reset_index(drop=True)
     df["gain_x2"] = (df["best_acc_x2"] - df["best_acc_x1"]).round(2)
     df["converged"] = df["gain_x2"].map(lambda g: None if g != g else bool(g <= TOLERANCE))
     return df
@@ -96,7 +98,9 @@ def convergence_markdown(table, records_dir="book/convergence/records") -> str:
     sources = sorted({f"{r.dataset}, {r.profile} profile, {r.device}, seed {r.seed}" for r in table.itertuples()})
     lines += ["", f"Ours: {'; '.join(sources)}; best test accuracy on the full test set. Converged: the model "
                   f"trained for twice the epochs (same data, schedule shape, seed) is at most {TOLERANCE:g} point "
-                  f"better. Made from the records in `{records_dir}` by `python -m rethink converge`."]
+                  f"better. Training times are wall times of one torch thread on the project's 2-core CPU with other "
+                  f"runs beside it: they show the cost, not a speed. Made from the records in `{records_dir}` by "
+                  f"`python -m rethink converge`."]
     return "\n".join(lines) + "\n"
 
 
