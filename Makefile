@@ -2,8 +2,9 @@
 #   make book   create .venv, install, build the book from the committed executed notebooks
 #   make test   create .venv, install, run the whole test suite (unit tests, notebook smoke runs, book build -W)
 # Other targets:
-#   make runs   run every grid (grids/*.yaml: quick profile, Fashion-MNIST) with the sweep, which skips runs already
-#               done and redoes failed or interrupted ones; then the results page and the book
+#   make runs   the convergence check of every large model (make convergence), then every grid (grids/*.yaml: book
+#               profile, Fashion-MNIST) with the sweep, which skips runs already done and redoes failed or
+#               interrupted ones; then the results page and the book
 #   make clean  remove the built book
 
 PYTHON ?= python3
@@ -12,10 +13,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # One grid file per book chapter; each names its notebook, parameters and where the executed notebooks go.
 GRIDS ?= $(wildcard grids/*.yaml)
-# e.g. SWEEP_ARGS="--jobs 4" or "--engine ray --address auto"
-SWEEP_ARGS ?=
+# Two runs at once with one torch thread each: 2.0x the images/s of one run at a time on the project's 2-core CPU
+# (book/perf/throughput-cpu-book.md).  Elsewhere e.g. SWEEP_ARGS="--jobs 4" or "--engine ray --address auto"
+SWEEP_ARGS ?= --jobs 2 --threads 1
 
-.PHONY: book test runs clean install
+.PHONY: book test runs convergence clean install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +34,17 @@ book: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-runs: $(STAMP)
+# The protocol page's convergence check: each large model of the book (seed 0, the one the rows prune) against
+# 2x the epochs.  Done checks are read from their records and the cache.
+CONVERGE ?= "vgg16" "resnet56" "resnet110" "vgg19" "vgg19-slim --method slimming" "densenet40 --method slimming" \
+            "resnet56 --method sfp --prune-ratio 0.3"
+
+convergence: $(STAMP)
+	for a in $(CONVERGE); do \
+	  $(BIN)/python -m rethink converge --dataset fashion-mnist --profile book --output-dir book/convergence \
+	    --quiet --arch $$a || exit 1; done
+
+runs: $(STAMP) convergence
 	$(BIN)/python -m rethink sweep $(GRIDS) $(SWEEP_ARGS)
 	$(BIN)/papermill notebooks/results.ipynb book/results.ipynb --cwd . -p findings_dir book
 	$(BIN)/python -m rethink page book/results.ipynb
