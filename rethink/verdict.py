@@ -151,23 +151,35 @@ def plot_forest(table: pd.DataFrame, title: str = ""):
     """The differences of ``verdicts`` at a glance: one line per pruned model and comparison, ours (dot, 95 %
     interval) and the paper's (diamond, Welch interval) side by side, 0 marked."""
     t = table.iloc[::-1].reset_index(drop=True)  # first row on top
-    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.36 * len(t)))
-    y = range(len(t))
-    ours_err = [[m - lo if lo == lo else 0 for m, lo in zip(t["diff"], t["low"])],
-                [hi - m if hi == hi else 0 for m, hi in zip(t["diff"], t["high"])]]
-    ax.errorbar(t["diff"], [i + 0.15 for i in y], xerr=ours_err, fmt="o", color="#2f6db5", capsize=3,
-                label="ours (95 % paired t-interval)")
-    if "paper_diff" in t and t["paper_diff"].notna().any():
-        p = t[t["paper_diff"].notna()]
-        err = [[(m - lo) if lo == lo else 0 for m, lo in zip(p["paper_diff"], p["paper_low"])],
-               [(hi - m) if hi == hi else 0 for m, hi in zip(p["paper_diff"], p["paper_high"])]]
-        ax.errorbar(p["paper_diff"], [i - 0.15 for i in p.index], xerr=err, fmt="D", color="#d9822b", capsize=3,
-                    markersize=5, label="paper (95 % Welch interval from mean ± std)")
+    fig, ax = plt.subplots(figsize=(7.5, 1.9 + 0.42 * len(t)))
+    y = list(range(len(t)))
+    num = lambda v: float(v) if v is not None and v == v else math.nan  # noqa: E731 (None/NaN -> NaN)
+    diff, low, high = ([num(v) for v in t[c]] for c in ("diff", "low", "high"))
+    err = [[d - lo if lo == lo else 0 for d, lo in zip(diff, low)], [hi - d if hi == hi else 0 for d, hi in zip(diff, high)]]
+    ax.errorbar(diff, [i + 0.15 for i in y], xerr=err, fmt="o", color="#2f6db5", capsize=3,
+                label="ours (95 % paired t-interval over seeds)")
+    xs = [v for v in diff + low + high if v == v] + [0.0]
+    pdiff = [num(v) for v in t.get("paper_diff", [None] * len(t))]
+    if any(v == v for v in pdiff):
+        plow = [num(v) for v in t["paper_low"]]
+        phigh = [num(v) for v in t["paper_high"]]
+        keep = [i for i, v in enumerate(pdiff) if v == v]
+        perr = [[pdiff[i] - plow[i] if plow[i] == plow[i] else 0 for i in keep],
+                [phigh[i] - pdiff[i] if phigh[i] == phigh[i] else 0 for i in keep]]
+        ax.errorbar([pdiff[i] for i in keep], [i - 0.15 for i in keep], xerr=perr, fmt="D", color="#d9822b",
+                    capsize=3, markersize=5, label="paper (95 % Welch interval from its mean ± std)")
+        xs += [v for v in pdiff + plow + phigh if v == v]
+    pad = 0.1 * (max(xs) - min(xs) or 1.0)
+    ax.set_xlim(min(xs) - pad, max(xs) + pad)
+    ax.set_ylim(-0.7, len(t) - 0.3)
     ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(list(y), [f"{m}: {c.split(' - ')[0]}" for m, c in zip(t.model, t.comparison)], fontsize=8)
-    ax.set_xlabel("accuracy difference to fine-tuning (points); > 0: scratch better")
+    labels = [f"{m}: {c.split(' - ')[0]}" + (f" (n={n})" if n < 2 else "")
+              for m, c, n in zip(t.model, t.comparison, t.n)]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("accuracy difference to fine-tuning (points); right of 0: scratch better")
     ax.set_title(title, fontsize=10)
-    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.12 - 0.6 / max(len(t), 1)))
+    ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.9 / (1.9 + 0.42 * len(t))),
+              ncol=1)
     fig.tight_layout()
     return fig
 
