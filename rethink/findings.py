@@ -48,7 +48,9 @@ def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
     """(verdict, our evidence) of a claim "scratch on par or better" over the comparisons in ``rows``."""
     decided = rows[rows.verdict != "undecided"]
     if decided.empty:
-        return "inconclusive", "no pruned model with 2+ seeds on this profile yet"
+        so_far = sorted({f"{m} ({n} seed{'s' if n != 1 else ''})" for m, n in zip(rows.model, rows.n)})
+        return "inconclusive", ("no pruned model with 2+ seeds on this profile yet"
+                                + (f"; so far {', '.join(so_far)}" if so_far else ""))
     worse = int((decided.verdict == "scratch worse").sum())
     better = int((decided.verdict == "scratch better").sum())
     n = len(decided)
