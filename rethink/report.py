@@ -53,6 +53,15 @@ def model_label(arch: str, variant, prune_ratio) -> str:
     return variant if isinstance(variant, str) else f"{arch} p={prune_ratio:g}"
 
 
+DIFFERENCES = (("scratch-e", "E − FT"), ("scratch-b", "B − FT"))
+
+
+def _differences(means: dict) -> dict:
+    """Scratch-E and Scratch-B minus fine-tuned, in points, from the mean of each regime ("–" where one lacks)."""
+    return {label: (f"{means[reg] - means['fine-tune']:+.2f}" if reg in means and "fine-tune" in means else "–")
+            for reg, label in DIFFERENCES}
+
+
 def _cell(runs: pd.DataFrame, metric: str) -> str:
     """mean ± std of the runs not flagged as failed; when every run is flagged, their values marked "(left out)"
     (shown, not averaged in as a result); "–" without runs."""
@@ -91,6 +100,9 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         row = {"model": model, LABELS["baseline"]: _cell(base, metric)}
         for regime in COLUMNS[1:]:
             row[LABELS[regime]] = _cell(g[g.regime == regime], metric)
+        ok = g[g.run_flag.isna()]
+        row.update(_differences({reg: ok[ok.regime == reg][metric].mean() for reg in COLUMNS[1:]
+                                 if len(ok[ok.regime == reg])}))
         # one number; a range where seeds pruned to different FLOPs (slimming's global threshold, magnitude)
         epochs = sorted({int(e) for e in g[g.regime == "scratch-b"].epochs})
         row["Scratch-B epochs"] = (epochs[0] if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}") if epochs else None
@@ -155,6 +167,8 @@ def paper_rows(variant: str | None, method: str, arch: str | None = None,
                 row[LABELS[regime]] = f"{r.acc_mean:.2f}{std}{mark}"
                 if regime == "scratch-b" and not pd.isna(r.epochs):
                     row["Scratch-B epochs"] = int(r.epochs)
+        means = {reg: g[g.regime == reg].acc_mean.iloc[0] for reg in COLUMNS if len(g[g.regime == reg])}
+        row.update(_differences(means))
         n = int(g.n_runs.iloc[0])
         table = g.table.iloc[0]
         where = f" Table {int(table)}" if not pd.isna(table) else ""
