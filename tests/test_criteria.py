@@ -114,7 +114,7 @@ def test_gm_and_fermat_prune_the_central_filter():
 
 
 def test_registry_and_unknown_names():
-    assert set(list_criteria()) == {"l1", "l2", "gm", "fermat", "taylor", "bn-gamma"}
+    assert set(list_criteria()) == {"l1", "l2", "gm", "fermat", "taylor", "bn-gamma", "random"}
     assert get_criterion("gm").fn is geometric_median and get_criterion("taylor").needs == "grad"
     with pytest.raises(ConfigError, match="unknown criterion 'l3'.*fermat.*gm.*l1"):
         get_criterion("l3")
@@ -161,3 +161,15 @@ def test_pruned_sets_match_torch_ln_structured(n, fn, prune_ratio):
     tprune.ln_structured(conv, "weight", amount=32 - k, n=n, dim=0)  # an int amount: that many filters
     theirs = {i for i in range(32) if not conv.weight_mask[i].any()}
     assert ours == theirs
+
+
+def test_random_control_is_reproducible_and_uncorrelated_with_norms():
+    from scipy import stats
+
+    from rethink.prune.criteria import get_criterion
+    torch.manual_seed(0)
+    w = torch.randn(256, 16, 3, 3) * torch.linspace(0.5, 2.0, 256)[:, None, None, None]
+    r = get_criterion("random").fn(w)
+    assert r.shape == (256,) and torch.equal(r, get_criterion("random").fn(w.clone()))  # same layer shape, same
+    rho = stats.spearmanr(r.numpy(), get_criterion("l2").fn(w).numpy()).statistic
+    assert abs(rho) < 0.2  # a floor: no relation to the filters' norms

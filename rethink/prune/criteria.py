@@ -90,6 +90,13 @@ def bn_gamma(gamma: torch.Tensor) -> torch.Tensor:
     return gamma.detach().abs()
 
 
+def random_scores(weight: torch.Tensor) -> torch.Tensor:
+    """A control, not a criterion: one uniform random score per filter, the same for a layer of the same shape in
+    every run (seeded by the shape), so that "how similar are two criteria" has a floor to be read against."""
+    g = torch.Generator().manual_seed(7919 * weight.shape[0] + weight[0].numel())
+    return torch.rand(weight.shape[0], generator=g)
+
+
 # --- Registry and whole-model scoring --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -106,7 +113,8 @@ CRITERIA: Registry = Registry("criterion")
 
 for _c in (Criterion("l1", l1, "weight", "L1"), Criterion("l2", l2, "weight", "L2"),
            Criterion("gm", geometric_median, "weight", "GM"), Criterion("fermat", fermat, "weight", "Fermat"),
-           Criterion("taylor", taylor, "grad", "Taylor"), Criterion("bn-gamma", bn_gamma, "bn", "BN |γ|")):
+           Criterion("taylor", taylor, "grad", "Taylor"), Criterion("bn-gamma", bn_gamma, "bn", "BN |γ|"),
+           Criterion("random", random_scores, "weight", "Random")):
     CRITERIA.register(_c.name)(_c)
 
 
