@@ -142,19 +142,23 @@ def unsettled(df: pd.DataFrame, metric: str = "best_acc", spread: float = 10.0) 
     return pd.DataFrame(rows).drop_duplicates().set_index("model") if rows else pd.DataFrame()
 
 
+def paper_numbers_for(papers: pd.DataFrame, variant, method: str, arch=None, prune_ratio=None) -> pd.DataFrame:
+    """The rows of ``papers`` (``paper_numbers()``) for one pruned model: by its published ``variant`` where it has
+    one, else by ``arch`` pruned by ``method`` at ``prune_ratio``; empty when the papers have none."""
+    if isinstance(variant, str):
+        return papers[(papers.variant == variant) & (papers.method == method)]
+    if "prune_ratio" not in papers or prune_ratio is None or pd.isna(prune_ratio):
+        return papers.iloc[0:0]
+    return papers[papers.variant.isna() & (papers.method == method) & (papers.arch == arch)
+                  & ((papers.prune_ratio - prune_ratio).abs() < 1e-9)]
+
+
 def paper_rows(variant: str | None, method: str, arch: str | None = None,
                prune_ratio: float | None = None) -> list[dict]:
     """The paper's rows for a published ``variant``, or (variant None) for ``arch`` pruned by ``method`` at
     ``prune_ratio`` (e.g. slimming's Table 4).  A missing std or epoch count is left out, not made up."""
-    p = paper_numbers()
-    if variant is not None:
-        p = p[(p.variant == variant) & (p.method == method)]
-        name = variant
-    else:
-        if "prune_ratio" not in p or prune_ratio is None or pd.isna(prune_ratio):
-            return []
-        p = p[p.variant.isna() & (p.method == method) & (p.arch == arch) & ((p.prune_ratio - prune_ratio).abs() < 1e-9)]
-        name = model_label(arch, None, prune_ratio)
+    p = paper_numbers_for(paper_numbers(), variant, method, arch, prune_ratio)
+    name = variant if isinstance(variant, str) else model_label(arch, None, prune_ratio)
     out = []
     for (paper, dataset), g in p.groupby(["paper", "dataset"]):
         row = {"model": name}

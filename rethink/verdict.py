@@ -33,7 +33,7 @@ def flag_runs(df: pd.DataFrame, metric: str = "best_acc") -> pd.Series:
     """For each record of ``df`` (``load_records``): why it is not to be averaged ("near chance", "N points below
     the other seeds"), or None.  Needs 3 seeds to call one of them far below the others."""
     flags = pd.Series([None] * len(df), index=df.index, dtype=object)
-    keys = GROUP[:-1] + ["baseline_tag", "regime"] if "baseline_tag" in df else GROUP[:-1] + ["regime"]
+    keys = (GROUP if "baseline_tag" in df else GROUP[:-1]) + ["regime"]
     for _, g in df.groupby(keys, dropna=False, sort=False):
         for i, row in g.iterrows():
             value = row[metric]
@@ -97,20 +97,11 @@ def _paper_difference(paper: pd.DataFrame, regime: str) -> dict:
     return {}
 
 
-def _paper_for(papers: pd.DataFrame, variant, method, arch, prune_ratio) -> pd.DataFrame:
-    if isinstance(variant, str):
-        return papers[(papers.variant == variant) & (papers.method == method)]
-    if prune_ratio is None or pd.isna(prune_ratio):
-        return papers.iloc[0:0]
-    return papers[papers.variant.isna() & (papers.method == method) & (papers.arch == arch)
-                  & ((papers.prune_ratio - prune_ratio).abs() < 1e-9)]
-
-
 def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.95) -> pd.DataFrame:
     """One row per (pruned model, comparison): seeds paired, mean difference to fine-tuning with its interval,
     our verdict, the paper's difference and verdict for the same model, whether they agree, and the flagged runs
     left out."""
-    from .report import model_label, paper_numbers, paper_order
+    from .report import model_label, paper_numbers, paper_numbers_for, paper_order
     if df.empty:
         return pd.DataFrame()
     df = df.assign(flag=flag_runs(df, metric))
@@ -123,7 +114,7 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
     for k, g in sorted(groups, key=lambda kg: paper_order(*(kg[0][at[f]] for f in at))):
         d = dict(zip(GROUP, k))
         model = model_label(d["arch"], d["variant"], d["prune_ratio"])
-        paper = _paper_for(papers, d["variant"], d["method"], d["arch"], d["prune_ratio"])
+        paper = paper_numbers_for(papers, d["variant"], d["method"], d["arch"], d["prune_ratio"])
         ft = g[g.regime == "fine-tune"].set_index("seed")
         for regime, label in COMPARISONS:
             other = g[g.regime == regime].set_index("seed")
