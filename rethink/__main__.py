@@ -46,7 +46,9 @@ def _run(args) -> None:
           f"{cfg.train.epochs} epochs", file=sys.stderr)
     records = run_experiment(cfg, progress=not args.quiet, resume=not args.restart)
     paths = [f"{cfg.output_dir}/records/{r['run_id']}.json" for r in records]
-    print(result_table(load_records(paths)).to_string())
+    table = result_table(load_records(paths))
+    print(table.attrs.get("caption", ""))
+    print(table.to_string())
 
 
 def _page(args) -> None:

@@ -23,7 +23,7 @@ from .config import RunConfig
 from .data import DatasetInfo, get_loaders
 from .metrics import count_flops, count_params, layer_sparsity, sparsity
 from .models import default_widths, get_model, scale_widths
-from .prune import Hooks, baseline_training, get_method, method_kwargs
+from .prune import Hooks, baseline_training, get_method, method_kwargs, method_regimes
 from .records import FORMAT, READABLE_FORMATS, atomic_torch_save, file_format, provenance, read_record, write_record
 from .train import Schedule, train
 
@@ -164,11 +164,11 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
             write_record(rec, path)
         records.append(rec)
 
-        result = get_method(cfg.prune.method)(copy.deepcopy(base), **method_kwargs(cfg.prune.method, cfg.prune))
+        result = get_method(cfg.prune.method)(copy.deepcopy(base), **method_kwargs(cfg.prune.method, cfg.prune, seed))
         pruned_info = _model_info(result.model, info, sparse=bool(result.masks))
         hooks = result.hooks()  # e.g. masks kept at zero (unstructured pruning); none for structured methods
         epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"])
-        for regime in REGIMES:
+        for regime in method_regimes(cfg.prune.method):
             path = out / f"{run_id(cfg, regime, seed)}.json"
             rec = read_record(path) if resume else None
             # a seed's record is the same whichever other seeds ran with it: the seed list does not count, so seeds
@@ -201,6 +201,24 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
             write_record(rec, path)
             records.append(rec)
     return records
+
+
+def control_config(cfg: RunConfig, control: str | None) -> RunConfig | None:
+    """The run of ``control`` (e.g. "random-filters") beside ``cfg``: same large model, widths and seeds; None
+    without a control or when the control does not apply to ``cfg``'s method (it keeps the widths of the methods
+    listed in its ``controls``)."""
+    if not control:
+        return None
+    if cfg.prune.method not in getattr(get_method(control), "controls", ()):
+        return None
+    return dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, method=control))
+
+
+def record_paths(cfg: RunConfig) -> list[Path]:
+    """The records ``run_experiment(cfg)`` leaves behind: each seed's baseline and the method's regimes."""
+    out = Path(cfg.output_dir) / "records"
+    return [out / f"{run_id(cfg, regime, seed)}.json" for seed in cfg.seeds
+            for regime in ("baseline",) + method_regimes(cfg.prune.method)]
 
 
 def configure(**params) -> RunConfig:

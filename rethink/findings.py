@@ -66,8 +66,36 @@ def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
     return "mixed", ours
 
 
-def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "book") -> pd.DataFrame:
-    """One row per claim: paper, claim, the paper's evidence, ours (with dataset, profile, seeds) and a verdict."""
+CONTROL = dict(paper="control (this project)",
+               claim="Which filters are kept matters: fine-tuning the L1-norm's filters beats fine-tuning random "
+                     "filters kept at the same widths",
+               evidence="none in either paper; both turn on architecture vs inherited weights, so the criterion's "
+                        "choice is tested against chance")
+
+
+def _control_row(control_rows: pd.DataFrame | None) -> dict:
+    """The random-filters control as a findings row: supported when every decided pruned model has the
+    criterion better, contradicted when none has, mixed otherwise."""
+    c = control_rows if control_rows is not None else pd.DataFrame(columns=["verdict", "model", "n"])
+    decided = c[c.verdict != "undecided"]
+    if decided.empty:
+        so_far = ", ".join(f"{m} ({n} seed{'s' if n != 1 else ''})" for m, n in zip(c.model, c.n))
+        return dict(**CONTROL, ours="no pruned model with 2+ seeds of the control yet"
+                    + (f"; so far {so_far}" if so_far else ""), verdict="inconclusive")
+    better = int((decided.verdict == "criterion better").sum())
+    parts = [f"{r.model}: {r.diff:+.2f} points ({r.low:+.2f} to {r.high:+.2f}, {r.n} seeds), {r.verdict}"
+             for r in decided.itertuples()]
+    sources = sorted({f"{d}, {p} profile, {dev}" for d, p, dev in zip(decided.dataset, decided.profile,
+                                                                     decided.device)})
+    verdict = "supported" if better == len(decided) else "contradicted" if better == 0 else "mixed"
+    return dict(**CONTROL, ours="fine-tuned minus random filters fine-tuned, 95 % paired interval: "
+                + "; ".join(parts) + "; " + "; ".join(sources), verdict=verdict)
+
+
+def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "book",
+                   control_rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per claim: paper, claim, the paper's evidence, ours (with dataset, profile, seeds) and a verdict;
+    with ``control_rows`` (:func:`rethink.verdict.control_verdicts`), the random-filters control as a last row."""
     out = []
     v = verdict_rows if len(verdict_rows) else pd.DataFrame(columns=["method", "verdict", "model", "n", "dataset",
                                                                       "profile", "device"])
@@ -84,6 +112,10 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
                 f"not yet re-run on the {profile} profile (its chapter shows an earlier short-profile run)")
         out.append(dict(paper=s["paper"], claim=s["claim"], paper_evidence=s["evidence"], ours=ours,
                         verdict="see chapter" if records else "inconclusive"))
+    if control_rows is not None:
+        r = _control_row(control_rows)
+        out.append(dict(paper=r["paper"], claim=r["claim"], paper_evidence=r["evidence"], ours=r["ours"],
+                        verdict=r["verdict"]))
     return pd.DataFrame(out)
 
 
@@ -94,5 +126,7 @@ def findings_markdown(table: pd.DataFrame) -> str:
     lines += ["", "Computed from the run records by the results page (`rethink.findings`); a claim about scratch "
                   "training is *supported* when none of its decided comparisons has scratch worse than "
                   "fine-tuning (95 % paired interval below 0), *contradicted* when all do, *mixed* otherwise, "
-                  "and *inconclusive* without a pruned model with two or more seeds."]
+                  "and *inconclusive* without a pruned model with two or more seeds. The control row is "
+                  "*supported* when, for every decided pruned model, fine-tuning the criterion's filters beats "
+                  "fine-tuning random filters at the same widths."]
     return "\n".join(lines) + "\n"

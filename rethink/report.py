@@ -11,6 +11,8 @@ import pandas as pd
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.csv")
 COLUMNS = ("baseline", "fine-tune", "scratch-e", "scratch-b")
+# controls stand beside a method's row as a column, not as rows of their own (rethink.prune.random_filters)
+CONTROLS = {"random-filters": ("random filters, fine-tuned", "FT − random")}
 LABELS = {"baseline": "unpruned", "fine-tune": "fine-tuned", "scratch-e": "Scratch-E", "scratch-b": "Scratch-B"}
 
 
@@ -28,6 +30,15 @@ def mean_std(values) -> str:
 
 def _source(dataset, profile, device, n) -> str:
     return f"ours: {dataset}, {profile} profile, {device}, {n} seed{'s' if n != 1 else ''}"
+
+
+def caption(df: pd.DataFrame) -> str:
+    """What a result table's rows rest on, said once above it rather than on every row: our runs' dataset,
+    profile and device (``df``: the records behind the table), and what the paper's rows are."""
+    ours = "; ".join(sorted({f"{d}, {p} profile, {dev}" for d, p, dev in zip(df.dataset, df.profile, df.device)}))
+    return (f"Rows marked *ours*: {ours or 'no runs'}; `runs` = seeds per row. Rows marked *paper*: the published "
+            f"numbers under the paper's own protocol (full data, full width, its epochs) on the dataset named; "
+            f"`runs` = its runs per number; (u) = not yet checked against the paper's text.")
 
 
 # the order of the paper's sections and tables: predefined methods, automatic ones, unstructured; VGG before ResNet
@@ -84,7 +95,10 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
     flags = flag_runs(df, metric)
     left_out = {i: f for i, f in flags.items() if f}
     df = df.assign(run_flag=flags)
-    pruned = df[df.regime != "baseline"]
+    pruned = df[(df.regime != "baseline") & ~df.method.isin(CONTROLS)]
+    controls = df[df.method.isin(CONTROLS) & (df.regime == "fine-tune")]
+    if pruned.empty:  # a control's records alone (e.g. `python -m rethink run --method random-filters`): its rows
+        pruned, controls = df[df.regime != "baseline"], controls.iloc[0:0]
     keys = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio"]
     rows = []
     groups = sorted(pruned.groupby(keys, dropna=False, sort=False),
@@ -103,6 +117,14 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         ok = g[g.run_flag.isna()]
         row.update(_differences({reg: ok[ok.regime == reg][metric].mean() for reg in COLUMNS[1:]
                                  if len(ok[ok.regime == reg])}))
+        for control, (label, diff_label) in CONTROLS.items():  # same large model, widths and data
+            c = controls[(controls.method == control) & (controls.baseline_tag == tag)]
+            for f in ("dataset", "profile", "device", "arch", "variant", "prune_ratio"):
+                c = c[c[f].isna()] if pd.isna(d[f]) else c[c[f] == d[f]]
+            if len(c):
+                row[label] = _cell(c, metric)
+                ft, rc = ok[ok.regime == "fine-tune"][metric], c[c.run_flag.isna()][metric]
+                row[diff_label] = f"{ft.mean() - rc.mean():+.2f}" if len(ft) and len(rc) else "–"
         # one number; a range where seeds pruned to different FLOPs (slimming's global threshold, magnitude)
         epochs = sorted({int(e) for e in g[g.regime == "scratch-b"].epochs})
         row["Scratch-B epochs"] = (epochs[0] if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}") if epochs else None
@@ -111,12 +133,19 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
             runs = pd.concat([base, g])
             row["left out"] = "; ".join(f"{LABELS[r.regime]} seed {r.seed}: {r.run_flag}"
                                         for r in runs.itertuples() if r.Index in left_out) or ""
-        row["source"] = _source(d["dataset"], d["profile"], d["device"], n)
+        row["runs"] = n
+        row["source"] = "ours"
         rows.append(row)
         if paper:  # by variant where there is one, else by arch and prune ratio
             variant = d["variant"] if isinstance(d["variant"], str) else None
             rows += paper_rows(variant, d["method"], d["arch"], d["prune_ratio"])
     table = pd.DataFrame(rows).set_index("model")
+    for label, diff_label in CONTROLS.values():  # "–" on the paper's rows and rows without a control
+        if label in table:
+            table[[label, diff_label]] = table[[label, diff_label]].fillna("–")
+    first = [c for c in table if c not in ("Scratch-B epochs", "runs", "left out", "source")]
+    table = table[first + [c for c in ("Scratch-B epochs", "runs", "left out", "source") if c in table]]
+    table.attrs["caption"] = caption(df)
     if "left out" in table:
         table["left out"] = table["left out"].fillna("")
     col = table.get("Scratch-B epochs")
@@ -176,7 +205,8 @@ def paper_rows(variant: str | None, method: str, arch: str | None = None,
         n = int(g.n_runs.iloc[0])
         table = g.table.iloc[0]
         where = f" Table {int(table)}" if not pd.isna(table) else ""
-        row["source"] = f"paper: {paper}{where}, {dataset}, paper protocol, {n} run{'s' if n != 1 else ''}"
+        row["runs"] = n
+        row["source"] = f"paper: {paper}{where}, {dataset}"
         out.append(row)
     return out
 

@@ -252,16 +252,16 @@ def configure_kwargs(params: dict) -> dict:
 
 def _plan_experiment(run: Run, params: dict, baselines: dict) -> None:
     """Fill ``run.baselines`` and ``run.records`` the way run_experiment will name them."""
-    from .experiment import REGIMES, baseline_path, configure
-    from .experiment import run_id as record_id
+    from .experiment import baseline_path, configure, control_config, record_paths
     kwargs = configure_kwargs(params)
     cfg = configure(**dict(kwargs))
     for seed in cfg.seeds:
         name = baseline_path(cfg, seed).name
         baselines.setdefault(name, Baseline(name=name, params=kwargs, seed=seed, cwd=run.cwd))
         run.baselines.append(name)
-        for regime in ("baseline",) + REGIMES:
-            run.records.append(str(Path(cfg.output_dir) / "records" / f"{record_id(cfg, regime, seed)}.json"))
+    # the notebook's own runs and those of its control (random filters at the same widths), when it has one
+    control = control_config(cfg, params.get("control"))
+    run.records += list(dict.fromkeys(str(p) for c in (cfg, control) if c is not None for p in record_paths(c)))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -109,7 +109,8 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
         df = df.assign(baseline_tag="unpruned")
     papers = paper_numbers()
     rows = []
-    groups = df[df.regime != "baseline"].groupby(GROUP, dropna=False, sort=False)
+    from .report import CONTROLS
+    groups = df[(df.regime != "baseline") & ~df.method.isin(CONTROLS)].groupby(GROUP, dropna=False, sort=False)
     at = {f: GROUP.index(f) for f in ("method", "arch", "variant", "prune_ratio")}
     for k, g in sorted(groups, key=lambda kg: paper_order(*(kg[0][at[f]] for f in at))):
         d = dict(zip(GROUP, k))
@@ -136,6 +137,40 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
     out["agrees"] = [None if p is None or pd.isna(p) or "undecided" in (v, p) else bool(v == p)
                      for v, p in zip(out.verdict, out.paper_verdict)]
     return out
+
+
+def control_verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.95) -> pd.DataFrame:
+    """Per pruned model with a control (random filters at the same widths): fine-tuned with the method's filters
+    minus fine-tuned with the control's, paired by seed (same large model), failed runs left out; verdict
+    "criterion better" / "on par" / "random better" / "undecided"."""
+    from .report import CONTROLS, model_label, paper_order
+    cols = ["model", "method", "control", "n", "diff", "low", "high", "verdict", "dataset", "profile", "device"]
+    if df.empty or not df.method.isin(CONTROLS).any():
+        return pd.DataFrame(columns=cols)
+    if "baseline_tag" not in df:
+        df = df.assign(baseline_tag="unpruned")
+    ft = df.assign(flag=flag_runs(df, metric))
+    ft = ft[ft.regime == "fine-tune"]
+    rows = []
+    keys = [k for k in GROUP if k != "method"]
+    for k, g in ft.groupby(keys, dropna=False, sort=False):
+        d = dict(zip(keys, k))
+        for control in sorted(set(g.method) & set(CONTROLS)):
+            kept = g[g.flag.isna()]  # failed runs are left out of the pairs (a model with none left: n = 0)
+            c = kept[kept.method == control].set_index("seed")[metric]
+            for method in sorted(set(g.method) - set(CONTROLS)):
+                m = kept[kept.method == method].set_index("seed")[metric]
+                seeds = sorted(set(m.index) & set(c.index))
+                mean, low, high = paired_interval([m[s] - c[s] for s in seeds], confidence)
+                word = {"scratch better": "criterion better", "scratch worse": "random better"}.get(
+                    verdict_word(low, high), verdict_word(low, high))
+                rows.append(dict(model=model_label(d["arch"], d["variant"], d["prune_ratio"]), method=method,
+                                 control=control, n=len(seeds), diff=round(mean, 2), low=round(low, 2),
+                                 high=round(high, 2), verdict=word, dataset=d["dataset"], profile=d["profile"],
+                                 device=d["device"],
+                                 _order=paper_order(method, d["arch"], d["variant"], d["prune_ratio"])))
+    out = pd.DataFrame(rows, columns=cols + ["_order"])
+    return out.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
 def plot_forest(table: pd.DataFrame, title: str = ""):

@@ -47,7 +47,8 @@ def test_records_hold_config_metrics_model_and_provenance(tmp_path, fashion_root
     assert by[("baseline", 0)]["metrics"] != by[("baseline", 1)]["metrics"]
 
     table = result_table(load_records(tmp_path / "runs" / "records"))
-    assert "ours: fashion-mnist, smoke profile" in table.source.iloc[0] and "2 seeds" in table.source.iloc[0]
+    assert table.source.iloc[0] == "ours" and table.runs.iloc[0] == 2
+    assert "fashion-mnist, smoke profile" in table.attrs["caption"]  # said once above the table, not per row
 
 
 def test_second_run_reuses_baseline_and_finished_runs(tmp_path, fashion_root, monkeypatch):

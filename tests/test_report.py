@@ -21,10 +21,10 @@ def test_paper_numbers_are_one_well_formed_file_with_sources():
 def test_paper_rows_label_their_source_and_unverified_numbers():
     (row,) = paper_rows("resnet56-b", "l1-norm")
     assert row["Scratch-B"] == "93.05 ± 0.18" and row["fine-tuned"].endswith("(u)")
-    assert row["source"] == "paper: liu2019 Table 1, cifar10, paper protocol, 5 runs"
+    assert row["source"] == "paper: liu2019 Table 1, cifar10" and row["runs"] == 5
     assert row["Scratch-B epochs"] == 220
     (imagenet,) = paper_rows(None, "magnitude", "vgg16-bn", 0.6)
-    assert imagenet["Scratch-E"] == "71.50" and imagenet["source"].endswith("imagenet, paper protocol, 1 run")
+    assert imagenet["Scratch-E"] == "71.50" and imagenet["source"].endswith("imagenet") and imagenet["runs"] == 1
     assert "unpruned" not in imagenet  # not published: left out, not made up
     assert paper_rows(None, "slimming", "vgg19-slim", 0.5)[0]["source"].split(", ")[1] == "cifar100"
     assert paper_rows(None, "sfp", "resnet56", 0.3) == []

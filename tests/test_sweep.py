@@ -101,7 +101,9 @@ def test_table1_grid_is_the_books_table1():
     # book profile: 3 seeds -> one baseline per (arch, seed), shared by the variants of an arch
     assert len(baselines) == 3 * 3
     assert set(runs[1].baselines) == set(runs[2].baselines) != set(runs[0].baselines)
-    assert all(len(r.records) == 3 * 4 for r in runs)  # (baseline + 3 regimes) per seed
+    # (baseline + 3 regimes) per seed, and the random-filters control's fine-tuning per seed (same baselines)
+    assert all(len(r.records) == 3 * 4 + 3 for r in runs) and all(len(set(r.records)) == 15 for r in runs)
+    assert sum("random-filters" in p for p in runs[0].records) == 3
     # a smoke check does not write into the book
     smoke, _ = expand(load_grid(ROOT / "grids" / "table1.yaml"), profile="smoke", cwd=ROOT)
     assert {r.output_dir for r in smoke} == {"runs/sweeps/table1-smoke"}
@@ -110,7 +112,8 @@ def test_table1_grid_is_the_books_table1():
 def test_methods_grid_covers_every_method_but_l1_norm_with_its_own_baseline():
     runs, baselines = expand(load_grid(ROOT / "grids" / "methods.yaml"), cwd=ROOT)
     from rethink import list_methods
-    assert {r.parameters["method"] for r in runs} == set(list_methods()) - {"l1-norm"}
+    # l1-norm is Table 1's; its random-filters control runs from the same pages
+    assert {r.parameters["method"] for r in runs} == set(list_methods()) - {"l1-norm", "random-filters"}
     assert {r.output_dir for r in runs} == {"book/runs"}  # results.ipynb reads Table 1 and these from one folder
     # slimming and SFP train their own large models; magnitude prunes a plainly trained one
     base = {r.name: Path(r.records[0]).name for r in runs}

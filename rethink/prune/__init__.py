@@ -4,6 +4,7 @@ What a method needs beyond pruning is declared, never special-cased by the exper
 - a method that changes how the large model is trained (Network Slimming's sparsity penalty, soft filter pruning)
   carries ``method.training(arch, prune_config) -> Training``: hooks for the baseline phase and the settings that
   make that baseline different (part of its cache key);
+- a control that only fine-tunes (random-filters) declares ``regimes``;
 - a method whose result is a mask (unstructured pruning) returns it in ``PruneResult.masks``; ``result.hooks()``
   keeps the masked weights at zero during fine-tuning and scratch training, and ``result.init_scratch(model)``
   re-initialises a scratch model for the mask.
@@ -70,12 +71,15 @@ def baseline_training(method: str, arch: str, prune) -> Optional[Training]:
 _OPTIONAL_SETTINGS = ("scope", "sparsity_lambda")
 
 
-def method_kwargs(method: str, prune) -> dict:
-    """Keyword arguments of ``get_method(method)`` from PruneConfig ``prune``: variant and prune_ratio, and the
-    optional settings the method takes; an optional setting given to a method that does not take it is an error."""
+def method_kwargs(method: str, prune, seed: int = 0) -> dict:
+    """Keyword arguments of ``get_method(method)`` from PruneConfig ``prune``: variant and prune_ratio, the
+    optional settings the method takes, and ``seed`` for a method that draws at random; an optional setting given to
+    a method that does not take it is an error."""
     from ..config import ConfigError
     params = inspect.signature(get_method(method)).parameters
     kw = dict(variant=prune.variant, prune_ratio=prune.prune_ratio)
+    if "seed" in params:
+        kw["seed"] = seed
     for name in _OPTIONAL_SETTINGS:
         value = getattr(prune, name, None)
         if name in params:
@@ -83,6 +87,13 @@ def method_kwargs(method: str, prune) -> dict:
         elif value is not None:
             raise ConfigError(f"method {method!r} has no setting {name!r}")
     return kw
+
+
+def method_regimes(method: str) -> tuple:
+    """The regimes a method's pruned model goes through: fine-tune, Scratch-E, Scratch-B, unless it declares fewer
+    (a control whose scratch runs would repeat another method's, e.g. random-filters)."""
+    from ..experiment import REGIMES
+    return tuple(getattr(get_method(method), "regimes", REGIMES))
 
 
 def get_method(name: str):
@@ -93,4 +104,4 @@ def list_methods() -> list[str]:
     return METHODS.names()
 
 
-from . import l1_norm, magnitude, sfp, slimming  # noqa: E402,F401  (registration side effects)
+from . import l1_norm, magnitude, random_filters, sfp, slimming  # noqa: E402,F401  (registration side effects)
