@@ -294,7 +294,8 @@ def default_workers() -> int:
 def folder_loaders(cfg: DataConfig, device="cpu", seed: int = 0, num_workers: Optional[int] = None):
     """(train loader, test loader, dataset info) of a folder dataset (ImageNet): DataLoaders over its files with
     the papers' transforms, subsets applied; CPU batches, which the training loop moves to the device.  The
-    training order and augmentation are seeded through the loader's generator (``reseed``)."""
+    training order and augmentation are seeded through the loader's generator (``reseed``), which seeds the worker
+    processes; with ``num_workers=0`` the transforms draw from torch's global generator instead."""
     info = get_dataset_info(cfg.dataset)
     root = data_root(cfg.root)
     train_ds = _folder_subset(info.load(root, True), cfg.train_subset)

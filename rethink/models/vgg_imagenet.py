@@ -14,6 +14,7 @@ scored by their weights; cutting them needs the conv bias sliced too, which ``pr
 """
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 from . import ConvLayer, register_model
@@ -45,7 +46,8 @@ class ImageNetVGG(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(7)
         # skip_init: the Linear layers (120M weights) are initialised once, below, not twice (halves the build time)
-        linear = lambda i, o: nn.utils.skip_init(nn.Linear, i, o)  # noqa: E731
+        # (on the default device, so that a model built under ``with torch.device("meta")`` is all on meta)
+        linear = lambda i, o: nn.utils.skip_init(nn.Linear, i, o, device=torch.get_default_device())  # noqa: E731
         self.classifier = nn.Sequential(linear(c * 49, 4096), nn.ReLU(True), nn.Dropout(), linear(4096, 4096),
                                         nn.ReLU(True), nn.Dropout(), linear(4096, num_classes))
         for m in self.modules():  # torchvision's initialisation
