@@ -1,7 +1,7 @@
 """Run configuration: frozen dataclasses of primitives, profiles, and dict round trips.
 
 No torch here (DESIGN.md: config is imported by everything).  A *profile* is a named set of defaults:
-``paper`` is the protocol of the papers, ``book`` is the converged CPU profile of the book's runs, ``quick``
+``paper`` is the protocol of the papers (CIFAR's, and ImageNet's through its ``per_dataset`` table), ``book`` is the converged CPU profile of the book's runs, ``quick``
 fits minutes on a 2-core CPU (labs), ``smoke`` fits seconds (CI).
 Any parameter overrides the profile.
 """
@@ -15,7 +15,11 @@ from typing import Any, Optional
 PROFILES: dict[str, dict[str, Any]] = {
     # Liu et al. 2019, CIFAR protocol (PAPERS.md): 160 epochs, batch 64/256, fine-tune 40 epochs at lr 0.001.
     "paper": dict(n_seeds=5, epochs=160, finetune_epochs=40, batch_size=64, train_subset=None, test_subset=None,
-                  width_mult=1.0),
+                  width_mult=1.0,
+                  # ImageNet protocol (PAPERS.md): 90 epochs, lr /10 every 30 (at 1/3 and 2/3), batch 256, fine-tune
+                  # 20 epochs (L1), 1 run.  ``per_dataset`` settings apply when the dataset is the key.
+                  per_dataset={"imagenet": dict(n_seeds=1, epochs=90, finetune_epochs=20, batch_size=256,
+                                                test_batch_size=256, milestones=(1 / 3, 2 / 3))}),
     # Same schedule shape (lr /10 at 50% and 75%), a training subset and one width multiplier applied to the
     # original and the pruned widths alike, so that one Table 1 row takes minutes on 2 CPU cores.
     "quick": dict(n_seeds=2, epochs=10, finetune_epochs=3, batch_size=64, train_subset=3000, test_subset=1000,
@@ -191,6 +195,7 @@ def make_config(*, arch: str, profile: str = "auto", device: str = "auto", datas
     if prune_ratio is not None and not 0.0 <= prune_ratio < 1.0:
         raise ConfigError(f"prune_ratio must be in [0, 1): it is the fraction of filters removed; got {prune_ratio}")
     values = dict(PROFILES[profile])
+    values.update(values.pop("per_dataset", {}).get(dataset, {}))
     values.update(arch_settings(values.pop("per_arch", {}), arch))
     values.update({k: v for k, v in overrides.items() if v is not None})
     if seeds is None:

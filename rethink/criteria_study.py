@@ -8,22 +8,42 @@ import time
 from typing import Iterable
 
 import pandas as pd
+import torch
 import torch.nn as nn
 
-from .config import RunConfig
+from .config import RunConfig, known
 from .data import get_loaders
 from .experiment import get_baseline, initial_model
 from .metrics import count_flops, count_params
+from .models import get_model
+from .models.pretrained import imagenet_pretrained, imagenet_top1
 from .prune.by_criterion import prune_by_criterion
 from .prune.criteria import get_criterion
 from .records import provenance, write_record
 from .train import Schedule, evaluate, train
 
 
-def trained_and_random(cfg: RunConfig, seed: int, progress: bool = True) -> dict:
+WEIGHTS = ("trained", "imagenet")
+
+
+def trained_and_random(cfg: RunConfig, seed: int, progress: bool = True, weights: str = "trained") -> dict:
     """{trained, random, metrics, cached, loaders: (train, test), info} for baseline ``seed`` of ``cfg``: the
     trained model comes from the cache (or is trained and cached); ``random`` is the same architecture at the
-    initialisation of seed ``seed`` (the control: criteria on weights nothing was learned into)."""
+    initialisation of seed ``seed`` (the control: criteria on weights nothing was learned into).
+
+    ``weights="imagenet"``: the trained model is torchvision's ImageNet-trained ``cfg.arch`` (VGG16, ResNet18:
+    Huang et al.'s Figure 1; :func:`rethink.models.pretrained.imagenet_pretrained`), its metrics torchvision's
+    published top-1, and there is no data (loaders and info None): nothing is trained or evaluated."""
+    if weights not in WEIGHTS:
+        raise known("weights", weights, WEIGHTS)
+    if weights == "imagenet":
+        t0 = time.time()
+        model = imagenet_pretrained(cfg.arch)
+        torch.manual_seed(seed)
+        random = get_model(model.arch, num_classes=1000)
+        acc = imagenet_top1(cfg.arch)
+        return dict(trained=model, random=random, metrics=dict(best_acc=acc, final_acc=acc), cached=True,
+                    loaders=(None, None), info=None, wall_time_s=time.time() - t0)
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
     t0 = time.time()
     model, metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)

@@ -4,6 +4,10 @@ The whole training set of CIFAR or Fashion-MNIST is small (150 MB as uint8), so 
 the device; normalisation, pad-4 random crop and horizontal flip run as tensor ops on each batch, seeded.  On a
 CPU this is faster than PIL transforms in a DataLoader, and on a GPU it keeps the device busy.  The batches are
 the same ``(images, labels)`` a DataLoader gives.
+
+ImageNet (``imagenet``) is too large for that: it is read from ``<data root>/imagenet/{train,val}`` as torchvision
+``ImageFolder`` datasets (one folder per class) through a DataLoader with the papers' transforms
+(:func:`imagenet_transform`).
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +38,11 @@ class DatasetInfo:
     in_channels: int
     mean: tuple
     std: tuple
-    load: Callable[[Path, bool], tuple]  # (root, train) -> (uint8 images N,C,32,32, int64 labels N)
+    # in memory: (root, train) -> (uint8 images N,C,32,32, int64 labels N); a folder dataset: (root, train) -> a
+    # torchvision Dataset of (normalised image tensor, label)
+    load: Callable[[Path, bool], Any]
+    image_size: int = 32   # side of the square training input (FLOPs are counted at this size)
+    folder: bool = False   # read from image files through a DataLoader, not held in memory as a tensor
 
 
 def data_root(root: Optional[str] = None) -> Path:
@@ -91,6 +99,47 @@ def _fashion_mnist(root: Path, train: bool):
     return x.contiguous(), ds.targets.to(torch.int64)
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def imagenet_transform(train: bool):
+    """The papers' ImageNet transforms (torchvision's ImageNet example, used by Liu et al.'s code): training
+    RandomResizedCrop(224) + RandomHorizontalFlip; test Resize(256) + CenterCrop(224); then ToTensor and Normalize
+    with the ImageNet mean and std."""
+    import torchvision.transforms as T
+    aug = [T.RandomResizedCrop(224), T.RandomHorizontalFlip()] if train else [T.Resize(256), T.CenterCrop(224)]
+    return T.Compose(aug + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+IMAGENET_HOW = ("ImageNet cannot be downloaded automatically (its licence asks for a registration): get ILSVRC-2012 "
+                "from https://image-net.org and arrange it as <data root>/imagenet/train/<class>/<image> and "
+                "<data root>/imagenet/val/<class>/<image>, one folder per class with the same class folders in both "
+                "(e.g. the validation images sorted into class folders by the valprep.sh script of PyTorch's ImageNet "
+                "example), or set RETHINK_DATA / the data root parameter to the folder that holds imagenet/.")
+
+
+def _imagenet(root: Path, train: bool):
+    import torchvision
+    split = root / "imagenet" / ("train" if train else "val")
+    if not split.is_dir():
+        raise DatasetNotFoundError(f"ImageNet not found: looked for the folder {split.resolve()}. {IMAGENET_HOW}")
+    try:
+        ds = torchvision.datasets.ImageFolder(str(split), transform=imagenet_transform(train))
+    except FileNotFoundError as e:  # no class folders, or class folders without images
+        raise DatasetNotFoundError(f"ImageNet folder {split.resolve()} holds no images in class folders ({e}). "
+                                   f"{IMAGENET_HOW}") from None
+    other = root / "imagenet" / ("val" if train else "train")
+    if other.is_dir():  # labels are indices of the sorted class folders: both splits must have the same ones
+        classes = sorted(d.name for d in other.iterdir() if d.is_dir())
+        if classes != ds.classes:
+            raise DatasetNotFoundError(
+                f"the class folders of {split.resolve()} and {other.resolve()} differ ({len(ds.classes)} vs "
+                f"{len(classes)}, first difference: "
+                f"{next((a, b) for a, b in zip(ds.classes + [None], classes + [None]) if a != b)}); the labels would "
+                f"not match. {IMAGENET_HOW}")
+    return ds
+
+
 _CIFAR_HOW = ("Download it on a machine with internet (torchvision does it on first use) and copy the folder "
               "{folder} under the data root, or set RETHINK_DATA / the data root parameter to where it is.")
 
@@ -100,6 +149,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar100": DatasetInfo("cifar100", 100, 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
                             _torchvision_cifar("CIFAR100", _CIFAR_HOW.format(folder="cifar-100-python"))),
     "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, (0.2860,), (0.3530,), _fashion_mnist),
+    "imagenet": DatasetInfo("imagenet", 1000, 3, IMAGENET_MEAN, IMAGENET_STD, _imagenet, image_size=224, folder=True),
 }
 
 
@@ -228,8 +278,44 @@ def _arrays(cfg: DataConfig):
             _subset(*info.load(root, False), cfg.test_subset))
 
 
-def get_loaders(cfg: DataConfig, device="cpu", seed: int = 0) -> tuple[TensorLoader, TensorLoader, DatasetInfo]:
-    """(train loader, test loader, dataset info) for ``cfg``; the training order is seeded by ``seed``."""
+def _folder_subset(ds, n: Optional[int]):
+    """The first n of a fixed permutation (seed 0) of a folder dataset, as :func:`_subset` does for tensors."""
+    if n is None or n >= len(ds):
+        return ds
+    return torch.utils.data.Subset(ds, torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n].tolist())
+
+
+def default_workers() -> int:
+    """DataLoader worker processes for a folder dataset: the CPU cores, at most 8 ($RETHINK_WORKERS overrides)."""
+    env = os.environ.get("RETHINK_WORKERS")
+    return int(env) if env else min(8, os.cpu_count() or 1)
+
+
+def folder_loaders(cfg: DataConfig, device="cpu", seed: int = 0, num_workers: Optional[int] = None):
+    """(train loader, test loader, dataset info) of a folder dataset (ImageNet): DataLoaders over its files with
+    the papers' transforms, subsets applied; CPU batches, which the training loop moves to the device.  The
+    training order and augmentation are seeded through the loader's generator (``reseed``), which seeds the worker
+    processes; with ``num_workers=0`` the transforms draw from torch's global generator instead."""
+    info = get_dataset_info(cfg.dataset)
+    root = data_root(cfg.root)
+    train_ds = _folder_subset(info.load(root, True), cfg.train_subset)
+    test_ds = _folder_subset(info.load(root, False), cfg.test_subset)
+    workers = default_workers() if num_workers is None else num_workers
+    pin = str(device).startswith("cuda")
+    train = ReferenceLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, num_workers=workers, pin_memory=pin,
+                            generator=torch.Generator().manual_seed(seed))
+    test = ReferenceLoader(test_ds, batch_size=cfg.test_batch_size, shuffle=False, num_workers=workers,
+                           pin_memory=pin, generator=torch.Generator().manual_seed(seed))
+    return train, test, info
+
+
+def get_loaders(cfg: DataConfig, device="cpu", seed: int = 0, num_workers: Optional[int] = None
+                ) -> tuple[TensorLoader, TensorLoader, DatasetInfo]:
+    """(train loader, test loader, dataset info) for ``cfg``; the training order is seeded by ``seed``.  A folder
+    dataset (ImageNet) gets DataLoaders (:func:`folder_loaders`, ``num_workers`` processes), the others a
+    :class:`TensorLoader` over the whole set on ``device``."""
+    if get_dataset_info(cfg.dataset).folder:
+        return folder_loaders(cfg, device, seed, num_workers)
     info, (xtr, ytr), (xte, yte) = _arrays(cfg)
     train = TensorLoader(xtr, ytr, info, cfg.batch_size, shuffle=True, augment=True, seed=seed, device=device)
     test = TensorLoader(xte, yte, info, cfg.test_batch_size, shuffle=False, augment=False, device=device)
@@ -237,7 +323,10 @@ def get_loaders(cfg: DataConfig, device="cpu", seed: int = 0) -> tuple[TensorLoa
 
 
 def get_reference_loaders(cfg: DataConfig, device="cpu", seed: int = 0, num_workers: int = 1):
-    """:func:`get_loaders` with the reference pipeline (:func:`reference_loader`) over the same images."""
+    """:func:`get_loaders` with the reference pipeline (:func:`reference_loader`) over the same images (a folder
+    dataset has only that pipeline)."""
+    if get_dataset_info(cfg.dataset).folder:
+        return folder_loaders(cfg, device, seed, num_workers)
     info, (xtr, ytr), (xte, yte) = _arrays(cfg)
     pin = str(device).startswith("cuda")
     train = reference_loader(xtr, ytr, info, cfg.batch_size, shuffle=True, augment=True, seed=seed,

@@ -30,10 +30,18 @@ from .train import Schedule, train
 REGIMES = ("fine-tune", "scratch-e", "scratch-b")
 
 
-def scratch_b_epochs(epochs: int, flops_large: int, flops_pruned: int) -> int:
+# Scratch-B's cap per dataset, in multiples of the large model's epochs (PAPERS.md).  CIFAR: none, as in the papers'
+# code.  ImageNet: Liu et al.'s code (imagenet/*/main_B.py) trains 180 epochs when FLOPs_large / FLOPs_pruned >= 2,
+# i.e. at most 2 x 90.
+SCRATCH_B_CAP = {"imagenet": 2.0}
+
+
+def scratch_b_epochs(epochs: int, flops_large: int, flops_pruned: int, dataset: str | None = None) -> int:
     """Scratch-B: the pruned model gets the large model's compute budget, int(E * FLOPs_large / FLOPs_pruned)
-    epochs (no cap on CIFAR, as in the papers' code)."""
-    return int(epochs * flops_large / flops_pruned)
+    epochs, capped at ``SCRATCH_B_CAP[dataset]`` x E where the papers' code caps it (ImageNet: 180 of 90)."""
+    budget = int(epochs * flops_large / flops_pruned)
+    cap = SCRATCH_B_CAP.get(dataset)
+    return budget if cap is None else min(budget, int(cap * epochs))
 
 
 def cache_dir() -> Path:
@@ -131,7 +139,7 @@ def run_id(cfg: RunConfig, regime: str, seed: int) -> str:
 def _model_info(model: nn.Module, info: DatasetInfo, sparse: bool = False) -> dict:
     """Size of ``model``; ``sparse`` (a masked model): params and FLOPs count the non-zero weights only, and the
     dense counts are kept beside them."""
-    shape = (info.in_channels, 32, 32)
+    shape = (info.in_channels, info.image_size, info.image_size)  # FLOPs at the training input size (ImageNet: 224)
     d = dict(arch=model.arch, widths=list(model.widths), params=count_params(model, nonzero=sparse),
              flops=count_flops(model, shape, nonzero=sparse), sparsity=round(sparsity(model), 6))
     if sparse:
@@ -167,7 +175,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
         result = get_method(cfg.prune.method)(copy.deepcopy(base), **method_kwargs(cfg.prune.method, cfg.prune, seed))
         pruned_info = _model_info(result.model, info, sparse=bool(result.masks))
         hooks = result.hooks()  # e.g. masks kept at zero (unstructured pruning); none for structured methods
-        epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"])
+        epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"], cfg.data.dataset)
         for regime in method_regimes(cfg.prune.method):
             path = out / f"{run_id(cfg, regime, seed)}.json"
             rec = read_record(path) if resume else None

@@ -2,21 +2,27 @@
 papers call "FLOPs" (PAPERS.md); BN, ReLU, pooling and the residual sums are not counted."""
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 import torch.nn as nn
 
 
-def count_params(model: nn.Module, nonzero: bool = False) -> int:
-    """Number of parameters (``nonzero=True``: only the non-zero entries, for masked models)."""
-    return int(sum((p != 0).sum().item() if nonzero else p.numel() for p in model.parameters()))
+def count_params(model: nn.Module, nonzero: bool = False, exclude: Iterable[str] = ()) -> int:
+    """Number of parameters (``nonzero=True``: only the non-zero entries, for masked models).  ``exclude``: names
+    of modules whose parameters are left out (e.g. the 1x1 projection shortcuts, which Li et al. 2017 do not
+    count)."""
+    skip = {id(p) for name in exclude for p in model.get_submodule(name).parameters()}
+    return int(sum((p != 0).sum().item() if nonzero else p.numel() for p in model.parameters() if id(p) not in skip))
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, input_shape=(3, 32, 32), nonzero: bool = False) -> int:
-    """Multiply-accumulates of one forward pass of one input of ``input_shape`` (C, H, W).
+def count_flops(model: nn.Module, input_shape=(3, 32, 32), nonzero: bool = False, exclude: Iterable[str] = ()) -> int:
+    """Multiply-accumulates of one forward pass of one input of ``input_shape`` (C, H, W); ImageNet models are
+    counted at (3, 224, 224).
 
     ``nonzero=True`` counts only non-zero weights (unstructured sparsity): each weight is used once per output
-    position.
+    position.  ``exclude``: names of conv/linear modules left out of the count.
     """
     total = 0
 
@@ -28,7 +34,9 @@ def count_flops(model: nn.Module, input_shape=(3, 32, 32), nonzero: bool = False
         else:
             total += int(w)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    skip = {id(model.get_submodule(name)) for name in exclude}
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in skip]
     was_training = model.training
     model.eval()
     try:

@@ -9,6 +9,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from rethink import count_flops, count_params, get_model, list_models
 from rethink.config import ConfigError
 from rethink.models import default_widths, scale_widths
+from rethink.models.vgg import CFGS
+
+CIFAR_VGGS = set(CFGS) | {"vgg19-slim"}
 
 # Published parameter counts (CIFAR-10 heads).  A new architecture must add its own here, with the source.
 PUBLISHED_PARAMS = {
@@ -19,6 +22,10 @@ PUBLISHED_PARAMS = {
     "resnet18": 11.17e6,  # CIFAR ResNet-18 (3x3 stem, projection shortcuts): 11,173,962 with a 10-class head
     # Liu et al. 2017 (Network Slimming), Table 1: VGGNet 20.04M, PreResNet-164 1.70M, DenseNet-40 1.02M
     "vgg19-slim": 20.04e6, "preresnet164": 1.70e6, "densenet40": 1.02e6,
+    # ImageNet families (1000-class heads, their default): torchvision's counts (``weights.meta["num_params"]``),
+    # checked exactly in test_imagenet.py
+    "resnet18-imagenet": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
+    "vgg16-imagenet": 138_357_544, "vgg16-bn-imagenet": 138_365_992,
 }
 
 
@@ -65,7 +72,7 @@ def test_params_near_published(name):
     assert name in PUBLISHED_PARAMS, f"add the published parameter count of {name} to PUBLISHED_PARAMS"
     n = count_params(get_model(name))
     assert abs(n - PUBLISHED_PARAMS[name]) / PUBLISHED_PARAMS[name] < 0.05, n
-    if name.startswith("vgg"):
+    if name in CIFAR_VGGS:
         assert n == vgg_formula(default_widths(name), slim=name.endswith("-slim"))
     if name.startswith("preresnet"):
         assert n == preresnet_formula(int(name[len("preresnet"):]))

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import torch.nn as nn
 
+from ..config import known
 from ..registry import Registry
 
 @dataclass(frozen=True)
@@ -30,9 +31,13 @@ MODELS: Registry = Registry("arch")
 register_model = MODELS.register
 
 
-def get_model(name: str, num_classes: int = 10, widths: Optional[Sequence] = None, in_channels: int = 3) -> nn.Module:
-    """Build a registered architecture; ``widths=None`` gives the unpruned default widths."""
+def get_model(name: str, num_classes: Optional[int] = None, widths: Optional[Sequence] = None,
+              in_channels: int = 3) -> nn.Module:
+    """Build a registered architecture; ``widths=None`` gives the unpruned default widths, ``num_classes=None`` the
+    family's default number of classes (10 for the CIFAR families, 1000 for the ImageNet ones)."""
     family = MODELS.get(name)
+    if num_classes is None:
+        num_classes = getattr(family, "num_classes", 10)
     model = family.build(widths=list(widths) if widths is not None else list(family.default_widths),
                          num_classes=num_classes, in_channels=in_channels)
     model.arch = name
@@ -59,4 +64,15 @@ def list_models() -> list[str]:
     return MODELS.names()
 
 
-from . import densenet, preresnet, resnet, resnet18, vgg  # noqa: E402,F401  (registration side effects)
+def published_widths(name: str) -> tuple[str, list]:
+    """(arch, widths) of a pruned architecture the papers publish as widths (e.g. "vgg16-5x"), for
+    ``get_model(arch, widths=widths)``.  Li et al.'s variants are not here: they are L1-norm pruning settings
+    (``rethink.prune.l1_norm.VARIANTS``)."""
+    from .vgg_imagenet import PUBLISHED_WIDTHS
+    if name not in PUBLISHED_WIDTHS:
+        raise known("published architecture", name, PUBLISHED_WIDTHS)
+    arch, widths = PUBLISHED_WIDTHS[name]
+    return arch, list(widths)
+
+
+from . import densenet, preresnet, resnet, resnet18, resnet_imagenet, vgg, vgg_imagenet  # noqa: E402,F401  (registration side effects)

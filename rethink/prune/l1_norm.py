@@ -24,6 +24,16 @@ def _resnet(depth: int, stage_ratios: tuple, skip: tuple):
     return f"resnet{depth}", ratios
 
 
+def _resnet34(stage_ratios: tuple, skip: tuple):
+    """ImageNet ResNet-34 (3, 4, 6, 3 BasicBlocks): the first conv of block b has id 2 + 2b, as in Li et al.'s and
+    Liu et al.'s pruning code, which counts the 3x3 convs from the stem and skips the 1x1 shortcuts."""
+    stage = [s for s, n in enumerate((3, 4, 6, 3)) for _ in range(n)]  # block -> stage
+
+    def ratios(model):
+        return {2 + 2 * b: 0.0 if 2 + 2 * b in skip else stage_ratios[s] for b, s in enumerate(stage)}
+    return "resnet34", ratios
+
+
 # name -> (arch, model -> {conv layer id: prune_ratio}); PAPERS.md, Li et al. 2017 Table 1/2.
 VARIANTS = {
     # conv1 and conv8-13 halved
@@ -32,6 +42,10 @@ VARIANTS = {
     "resnet56-b": _resnet(56, (0.6, 0.3, 0.1), (16, 18, 20, 34, 38, 54)),
     "resnet110-a": _resnet(110, (0.5, 0.0, 0.0), (36,)),
     "resnet110-b": _resnet(110, (0.5, 0.4, 0.3), (36, 38, 74)),
+    # ImageNet (Liu et al.'s imagenet/l1-norm-pruning/prune.py): the first and last block of stages 2-3, the first
+    # of stage 1 and all of stage 4 are skipped
+    "resnet34-a": _resnet34((0.3, 0.3, 0.3, 0.0), (2, 8, 14, 16, 26, 28, 30, 32)),
+    "resnet34-b": _resnet34((0.5, 0.6, 0.4, 0.0), (2, 8, 14, 16, 26, 28, 30, 32)),
 }
 
 
