@@ -255,6 +255,40 @@ def size_summary(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def run_time_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Wall time of the runs behind each pruned model, in minutes summed over seeds, one column per regime (the
+    large model: its training time, also when its record came from the cache), in the paper's order; the seeds
+    and the total in hours beside them.  The caption (``attrs``) names dataset, profile and device."""
+    if df.empty:
+        return pd.DataFrame()
+    keys = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio", "baseline_tag"]
+    if "baseline_tag" not in df:
+        df = df.assign(baseline_tag="unpruned")
+    rows = []
+    pruned = df[df.regime != "baseline"]
+    for k, g in sorted(pruned.groupby(keys, dropna=False, sort=False),
+                       key=lambda kg: paper_order(*(dict(zip(keys, kg[0]))[f] for f in ("method", "arch", "variant",
+                                                                                        "prune_ratio")))):
+        d = dict(zip(keys, k))
+        base = df[(df.regime == "baseline") & (df.arch == d["arch"]) & (df.baseline_tag == d["baseline_tag"]) &
+                  (df.dataset == d["dataset"]) & (df.profile == d["profile"]) & (df.device == d["device"]) &
+                  df.seed.isin(g.seed)]
+        row = {"model": model_label(d["arch"], d["variant"], d["prune_ratio"]), "method": d["method"]}
+        for regime in COLUMNS:
+            runs = base if regime == "baseline" else g[g.regime == regime]
+            row[f"{LABELS[regime]} (min)"] = round(runs.wall_time_s.sum() / 60, 1) if len(runs) else None
+        row["seeds"] = g.seed.nunique()
+        row["total (h)"] = round((base.wall_time_s.sum() + g.wall_time_s.sum()) / 3600, 2)
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("model")
+    cols = [c for c in table if c.endswith("(min)")]
+    table[cols] = table[cols].astype("Float64")  # a regime a method does not run: blank, not NaN
+    ours = "; ".join(sorted({f"{a}, {b} profile, {c}" for a, b, c in zip(df.dataset, df.profile, df.device)}))
+    table.attrs["caption"] = (f"Wall time in minutes, summed over the seeds ({ours}); a large model shared by two "
+                              f"rows (e.g. ResNet-56-A and -B) is counted in each.")
+    return table
+
+
 def conv_widths(widths: list) -> list[int]:
     return [w for w in widths if not isinstance(w, str)]
 

@@ -76,3 +76,21 @@ def test_rows_whose_seeds_disagree_are_listed_with_each_seed():
     assert list(t.index) == ["resnet110-b"] and t.regime.iloc[0] == "Scratch-E"
     assert t.seeds.iloc[0] == "11.5 (seed 0), 49.1 (seed 1)"
     assert unsettled(df, spread=40).empty and unsettled(df[df.seed == 0]).empty  # one seed: nothing to compare
+
+
+def test_run_time_table_sums_minutes_per_regime_and_names_its_source():
+    from rethink.report import run_time_table
+
+    def row(regime, seed, seconds, method="l1-norm"):
+        return dict(regime=regime, seed=seed, wall_time_s=seconds, dataset="fashion-mnist", profile="book",
+                    device="cpu", arch="vgg16", method=method, variant="vgg16-a", prune_ratio=None,
+                    baseline_tag="unpruned")
+    df = pd.DataFrame([row("baseline", 0, 600), row("baseline", 1, 1200), row("fine-tune", 0, 60),
+                       row("fine-tune", 1, 120), row("scratch-e", 0, 300), row("fine-tune", 0, 30, "random-filters")])
+    t = run_time_table(df)
+    l1 = t[t.method == "l1-norm"].iloc[0]
+    assert l1["unpruned (min)"] == 30.0 and l1["fine-tuned (min)"] == 3.0 and l1["Scratch-E (min)"] == 5.0
+    assert pd.isna(l1["Scratch-B (min)"]) and l1.seeds == 2 and l1["total (h)"] == round(2280 / 3600, 2)
+    control = t[t.method == "random-filters"].iloc[0]  # its seed 0 only: that seed's large model
+    assert control["unpruned (min)"] == 10.0 and control.seeds == 1
+    assert "fashion-mnist, book profile, cpu" in t.attrs["caption"]
