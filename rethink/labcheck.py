@@ -312,3 +312,8 @@ def check_widths(got: Any, want: dict, what: str = "result") -> None:
     if bad:
         raise AssertionError(f"{what}: " + "; ".join(bad) + f" (total {sum(int(v) for v in got.values())}, "
                              f"expected {sum(want.values())})")
+
+
+def check_keep(got: Any, want: dict, what: str = "result") -> None:
+    """``got`` is ``{layer: kept indices}`` with the same indices per layer as ``want`` (sorted ascending)."""
+    check_mapping(got, want, compare=check_indices, what=what, ordered=True, entry="channel")
