@@ -119,7 +119,8 @@ def check_number(got: Any, want: float, what: str = "result", rel: float = 1e-6,
         if not isinstance(got, int) or isinstance(got, bool):
             raise AssertionError(f"{what} must be an int; got {describe(got)} ({type(got).__name__})")
         if got != want:
-            raise AssertionError(f"{what} is {got}, expected {want} (off by {got - want:+d})")
+            ratio = f", {got / want:.4g} times it" if want else ""
+            raise AssertionError(f"{what} is {got}, expected {want} (off by {got - want:+d}{ratio})")
         return
     if not isinstance(got, (int, float)):
         raise AssertionError(f"{what} must be a number; got {describe(got)}")
@@ -286,8 +287,9 @@ def check_grad_hook(hook: Any, reference: Callable, model: nn.Module, seed: int 
     model = copy.deepcopy(model).train()
     with_random_bn(model, seed)
     x = torch.randn(4, getattr(model, "in_channels", 3), 32, 32, generator=torch.Generator().manual_seed(seed))
-    model(x).square().mean().backward()
-    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    a, b = copy.deepcopy(model), copy.deepcopy(model)  # before backward: a deep copy does not copy .grad
+    for m in (a, b):
+        m(x).square().mean().backward()
     try:
         hook(a)
     except Exception as e:  # noqa: BLE001

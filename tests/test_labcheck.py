@@ -54,7 +54,7 @@ def test_an_exception_in_the_student_function_is_the_message():
 
 
 def test_numbers_say_by_how_much():
-    assert "is 242, expected 243 (off by -1)" in fails(labcheck.check_number, 242, 243, integer=True)
+    assert "is 242, expected 243 (off by -1, 0.9959 times it)" in fails(labcheck.check_number, 242, 243, integer=True)
     assert "must be an int" in fails(labcheck.check_number, 243.0, 243, integer=True)
     assert "off by" in fails(labcheck.check_number, 1.5, 1.0, what="ratio")
 
