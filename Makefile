@@ -5,6 +5,8 @@
 #   make runs   the convergence check of every large model (make convergence), then every grid (grids/*.yaml: book
 #               profile, Fashion-MNIST) with the sweep, which skips runs already done and redoes failed or
 #               interrupted ones; then the results page and the book
+#   make labs   the course labs (notebooks/labs): student and instructor versions and autograders in _build/labs
+#   make lab-pages  ... and the executed instructor versions as the book's lab pages (book/labs, minutes per lab)
 #   make clean  remove the built book
 
 PYTHON ?= python3
@@ -17,7 +19,7 @@ GRIDS ?= $(wildcard grids/*.yaml)
 # (book/perf/throughput-cpu-book.md).  Elsewhere e.g. SWEEP_ARGS="--jobs 4" or "--engine ray --address auto"
 SWEEP_ARGS ?= --jobs 2 --threads 1
 
-.PHONY: book test runs convergence clean install
+.PHONY: book test runs convergence clean install labs lab-pages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +51,14 @@ runs: $(STAMP) convergence
 	$(BIN)/papermill notebooks/results.ipynb book/results.ipynb --cwd . -p findings_dir book
 	$(BIN)/python -m rethink page book/results.ipynb
 	$(MAKE) book
+
+# One source per lab (notebooks/labs/*.ipynb, otter-grader's format) -> student version, instructor version and
+# autograder zip (otter assign); book/labs/instructor.md says how to hand them out and grade (`otter run`).
+labs: $(STAMP)
+	$(BIN)/python -m rethink labs --out _build/labs
+
+lab-pages: $(STAMP)
+	$(BIN)/python -m rethink labs --out _build/labs --pages
 
 clean:
 	rm -rf _build

@@ -4,6 +4,7 @@
     python -m rethink run --arch vgg16 --variant vgg16-a --dataset fashion-mnist --profile quick
     python -m rethink converge --arch vgg16 --dataset fashion-mnist --profile book --output-dir book/convergence
     python -m rethink sweep grids/table1.yaml [--profile smoke] [--engine local|ray] [--jobs N]
+    python -m rethink labs [--pages]   # the course labs: student/instructor versions, autograders (otter assign)
 """
 from __future__ import annotations
 
@@ -127,6 +128,8 @@ def main(argv=None) -> int:
     page.set_defaults(func=_page)
     from .pack import add_parser as add_pack_parser
     add_pack_parser(sub)  # `pack`: several runs at once as separate processes
+    from .labs import add_parser as add_labs_parser
+    add_labs_parser(sub)  # `labs`: student and instructor versions of the course labs (otter assign)
     sw = sub.add_parser("sweep", help="run every run of grid files (grids/*.yaml) not done yet; resumable")
     sw.add_argument("grids", nargs="+", metavar="GRID", help="grid file(s), e.g. grids/table1.yaml")
     sw.add_argument("--profile", help="override the grid's profile (outputs then go to runs/sweeps/<grid>-<profile>"

@@ -1,6 +1,6 @@
 """The built book as a reader sees it, in a real headless browser (Debian's chromium and chromedriver, which
 .ci/run installs): the findings table renders on the first page (with the forest plot when there are verdicts),
-no notebook code is visible until its toggle is opened, every run page has a title of its own, and no image or
+no notebook code is visible until its toggle is opened (on the lab pages: no solution), every run page has a title of its own, and no image or
 internal link is broken."""
 from __future__ import annotations
 
@@ -52,6 +52,11 @@ def test_code_is_hidden_until_toggled_and_every_run_page_has_its_own_title(built
     titles = {}
     for page in pages(built_book):
         browser.get(page.as_uri())
+        if page.parent.name == "labs":  # a lab shows its exercise code; only the solutions are behind toggles
+            solutions = browser.find_elements(By.CSS_SELECTOR, "div.tag_otter_assign_solution_cell div.cell_input")
+            assert solutions or page.stem == "instructor", f"{page.name}: no solution cell found"
+            assert not any(c.is_displayed() for c in solutions), f"{page.name}: a solution visible without its toggle"
+            continue
         shown = [c for c in browser.find_elements(By.CSS_SELECTOR, "div.cell_input") if c.is_displayed()]
         assert not shown, f"{page.name}: code visible without opening its toggle"
         if page.parent.name == "runs":
