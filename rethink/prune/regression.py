@@ -1,0 +1,134 @@
+"""Regression-based channel pruning (He, Zhang, Sun, "Channel Pruning for Accelerating Very Deep Neural Networks",
+ICCV 2017), a predefined method of Liu et al. 2019 (Table 2: its ImageNet architectures trained from scratch).
+
+Layer by layer, in forward order.  For the prunable conv i, the next layer's output Y (samples of positions x all
+output channels) is Y = sum_c Z_c, Z_c = X_c W_c^T the term of input channel c.  He et al. minimise
+1/2 ||Y - sum_c beta_c Z_c||^2 + lambda ||beta||_1 over the channel weights beta (a LASSO; step (i) of their
+alternation), raising lambda until at most the wanted number of channels have beta != 0, then refit the kept
+weights W' by least squares on Y (step (ii)): the filters of layer i whose channels are dropped are removed
+(surgery).  As in the paper, Y comes from the ORIGINAL model while the inputs X come from the model pruned so far,
+so that each layer's reconstruction also absorbs the error accumulated before it.
+
+Here the LASSO is solved by FISTA on the Gram matrix G = A^T A (A: one column per channel, the flattened Z_c),
+accumulated over chunks of samples, so memory does not grow with samples x output channels; lambda is found by
+bisection on [0, max|A^T y|] (at the top, beta = 0).  Exactly ``int(C(1 - prune_ratio))`` channels are kept: the
+non-zeros of beta at the smallest lambda with at most that many, completed by the largest |beta| just below it.
+One round of (i) then (ii), as in the paper's released code for most layers.  No fine-tuning between layers.
+
+``PruneResult.report`` holds, per layer, the relative error ||Y - Y_hat||^2 / ||Y||^2 of the next layer's sampled
+output: with every channel on the pruned-so-far model (``error_unpruned``, the accumulated error), with the kept
+channels and their original weights (``error_pruned``, "before"), and after the least-squares reconstruction
+(``error_reconstructed``, "after").
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import torch
+import torch.nn as nn
+
+from . import PruneResult, register_method
+from .l1_norm import layer_ratios
+from .reconstruct import (check_layer, consumer_patches, consumer_weight, lasso, least_squares, relative_error,
+                          take_images)
+from .select import n_keep
+from .surgery import prune_filters
+
+_CHUNK = 2 ** 22  # entries of one chunk of the (samples, C, out) terms
+
+
+def gram(patches: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(G, c) of the LASSO over channels: G[c, d] = <Z_c, Z_d>, c[c] = <Z_c, Y>, where Z_c (samples, out) =
+    patches[:, c] @ weight[:, c]^T.  ``patches`` (S, C, kk), ``weight`` (O, C, kk), ``target`` Y (S, O)."""
+    s, c, _ = patches.shape
+    o = weight.shape[0]
+    w = weight.double()
+    g = torch.zeros(c, c, dtype=torch.float64, device=patches.device)
+    corr = torch.zeros(c, dtype=torch.float64, device=patches.device)
+    step = max(1, _CHUNK // max(1, c * o))
+    for i in range(0, s, step):
+        z = torch.einsum("sck,ock->sco", patches[i:i + step].double(), w)
+        g += torch.einsum("sco,sdo->cd", z, z)
+        corr += torch.einsum("sco,so->c", z, target[i:i + step].double())
+    return g, corr
+
+
+def select_channels(g: torch.Tensor, corr: torch.Tensor, k: int, steps: int = 30) -> tuple[torch.Tensor, float]:
+    """The k channels the LASSO keeps (sorted indices) and the lambda found: bisection for the smallest lambda
+    whose solution has at most k non-zeros (warm starts along the way); fewer than k non-zeros are completed by
+    the largest |beta| at the bisection's lower end (more than k non-zeros there)."""
+    n = len(corr)
+    if k >= n:
+        return torch.arange(n), 0.0
+    lo, hi = 0.0, float(corr.abs().max())
+    beta_lo = lasso(g, corr, lo)
+    beta_hi = torch.zeros_like(beta_lo)
+    if int((beta_lo != 0).sum()) <= k:  # even the least-squares fit uses at most k channels
+        beta_hi, hi = beta_lo, lo
+    else:
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            beta = lasso(g, corr, mid, beta0=beta_lo)
+            if int((beta != 0).sum()) <= k:
+                hi, beta_hi = mid, beta
+            else:
+                lo, beta_lo = mid, beta
+    chosen = [int(i) for i in torch.nonzero(beta_hi).flatten()]
+    order = torch.sort(beta_lo.abs() + beta_hi.abs(), descending=True, stable=True).indices
+    for i in order.tolist():
+        if len(chosen) >= k:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    return torch.tensor(sorted(chosen[:k]), dtype=torch.long), hi
+
+
+@register_method("channel-pruning")
+def channel_pruning(model: nn.Module, variant: Optional[str] = None, prune_ratio: Optional[float] = None,
+                    loader: Optional[Iterable] = None, n_batches: int = 8, n_locations: int = 10,
+                    seed: int = 0) -> PruneResult:
+    """Prune ``model`` layer by layer by LASSO channel selection on the next layer's output and least-squares
+    reconstruction of its kept weights (He et al. 2017), at a uniform ``prune_ratio`` or a published
+    ``variant``'s ratios; activations from the first ``n_batches`` of ``loader``, ``n_locations`` positions per
+    image drawn with ``seed``."""
+    ratios = layer_ratios(model, variant, prune_ratio)
+    images = take_images(loader, n_batches, "channel-pruning")
+    original = model
+    keep, clamped, report = {}, [], []
+    current = model
+    for layer in model.conv_layers():
+        ratio = ratios.get(layer.id, 0.0)
+        if ratio <= 0:
+            continue
+        consumer = check_layer(current, layer)
+        modules = dict(current.named_modules())
+        c = modules[layer.conv].out_channels
+        k, was_clamped = n_keep(c, ratio)
+        if was_clamped:
+            clamped.append(f"layer {layer.id} ({layer.conv}): prune_ratio {ratio} would remove all {c} filters; "
+                           f"kept one")
+        # the same positions in both models: two generators in the same state
+        x = consumer_patches(current, consumer, images, n_locations, torch.Generator().manual_seed(seed + layer.id))
+        x0 = consumer_patches(original, consumer, images, n_locations, torch.Generator().manual_seed(seed + layer.id))
+        w = consumer_weight(modules[consumer]).detach()
+        w0 = consumer_weight(dict(original.named_modules())[consumer]).detach()
+        y = torch.einsum("sck,ock->so", x0.double(), w0.double())  # the original model's output (no bias)
+        g, corr = gram(x, w, y)
+        kept, lam = select_channels(g, corr, k)
+        kd = kept.to(x.device)
+        xk = x[:, kd].flatten(1)  # S, k*kk
+        w_new = least_squares(xk, y)  # (k*kk, O)
+        approx_all = torch.einsum("sck,ock->so", x.double(), w.double())
+        approx_kept = xk.double() @ w[:, kd].flatten(1).double().T
+        report.append(dict(layer=layer.id, conv=layer.conv, channels=c, kept=k, samples=int(x.shape[0]),
+                           lasso_lambda=lam, error_unpruned=relative_error(y, approx_all),
+                           error_pruned=relative_error(y, approx_kept),
+                           error_reconstructed=relative_error(y, xk.double() @ w_new)))
+        current = prune_filters(current, {layer.id: kept})
+        with torch.no_grad():
+            cw = dict(current.named_modules())[consumer].weight
+            cw.copy_(w_new.T.reshape(cw.shape).to(cw.dtype))
+        keep[layer.id] = kept
+    if current is model:
+        current = prune_filters(model, {})
+    return PruneResult(model=current, widths=list(current.widths), keep=keep, clamped=clamped, report=report)
