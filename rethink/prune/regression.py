@@ -40,42 +40,48 @@ _CHUNK = 2 ** 22  # entries of one chunk of the (samples, C, out) terms
 def gram(patches: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(G, c) of the LASSO over channels: G[c, d] = <Z_c, Z_d>, c[c] = <Z_c, Y>, where Z_c (samples, out) =
     patches[:, c] @ weight[:, c]^T.  ``patches`` (S, C, kk), ``weight`` (O, C, kk), ``target`` Y (S, O)."""
-    s, c, _ = patches.shape
+    s, c, kk = patches.shape
     o = weight.shape[0]
-    w = weight.double()
+    w = weight.double().permute(1, 2, 0)  # C, kk, O
     g = torch.zeros(c, c, dtype=torch.float64, device=patches.device)
     corr = torch.zeros(c, dtype=torch.float64, device=patches.device)
     step = max(1, _CHUNK // max(1, c * o))
     for i in range(0, s, step):
-        z = torch.einsum("sck,ock->sco", patches[i:i + step].double(), w)
-        g += torch.einsum("sco,sdo->cd", z, z)
-        corr += torch.einsum("sco,so->c", z, target[i:i + step].double())
+        z = torch.bmm(patches[i:i + step].double().permute(1, 0, 2), w).flatten(1)  # C, s*O: row c is Z_c
+        g += z @ z.T
+        corr += z @ target[i:i + step].double().flatten()
     return g, corr
 
 
-def select_channels(g: torch.Tensor, corr: torch.Tensor, k: int, steps: int = 30) -> tuple[torch.Tensor, float]:
-    """The k channels the LASSO keeps (sorted indices) and the lambda found: bisection for the smallest lambda
-    whose solution has at most k non-zeros (warm starts along the way); fewer than k non-zeros are completed by
-    the largest |beta| at the bisection's lower end (more than k non-zeros there)."""
+def select_channels(g: torch.Tensor, corr: torch.Tensor, k: int, rounds: int = 4, grid: int = 16,
+                    max_iter: int = 500) -> tuple[torch.Tensor, float]:
+    """The k channels the LASSO keeps (sorted indices) and the lambda found.  The number of non-zeros falls as
+    lambda rises from 0 to max|c| (where beta = 0); ``rounds`` grids of ``grid`` lambdas, each solved at once,
+    narrow the bracket [largest lambda with more than k non-zeros, smallest with at most k].  The kept channels
+    are the non-zeros at the bracket's top, completed (when fewer than k) by the largest |beta| at its bottom."""
     n = len(corr)
     if k >= n:
         return torch.arange(n), 0.0
-    lo, hi = 0.0, float(corr.abs().max())
-    beta_lo = lasso(g, corr, lo)
-    beta_hi = torch.zeros_like(beta_lo)
-    if int((beta_lo != 0).sum()) <= k:  # even the least-squares fit uses at most k channels
-        beta_hi, hi = beta_lo, lo
-    else:
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            beta = lasso(g, corr, mid, beta0=beta_lo)
-            if int((beta != 0).sum()) <= k:
-                hi, beta_hi = mid, beta
-            else:
-                lo, beta_lo = mid, beta
+    lip = float(torch.linalg.eigvalsh(g.double())[-1])
+    top = float(corr.abs().max())  # at lambda = max|c| the solution is 0
+    lo, hi = 0.0, top
+    beta_lo, beta_hi = None, torch.zeros(n, dtype=torch.float64, device=corr.device)
+    lams = top * torch.logspace(-4, 0, grid, dtype=torch.float64)[:-1]  # first round: geometric, then linear
+    for _ in range(rounds):
+        betas = lasso(g, corr, lams, max_iter=max_iter, tol=1e-6, lipschitz=lip)
+        nnz = (betas != 0).sum(0)
+        for j in range(len(lams)):  # lams ascending: nnz (nearly) descending
+            lam = float(lams[j])
+            if int(nnz[j]) > k and lam >= lo:
+                lo, beta_lo = lam, betas[:, j]
+            elif int(nnz[j]) <= k and lam < hi:
+                hi, beta_hi = lam, betas[:, j]
+        if int((beta_hi != 0).sum()) == k:
+            break
+        lams = torch.linspace(lo, hi, grid + 2, dtype=torch.float64)[1:-1]
     chosen = [int(i) for i in torch.nonzero(beta_hi).flatten()]
-    order = torch.sort(beta_lo.abs() + beta_hi.abs(), descending=True, stable=True).indices
-    for i in order.tolist():
+    rest = (beta_lo if beta_lo is not None else corr.double()).abs()
+    for i in torch.sort(rest, descending=True, stable=True).indices.tolist():
         if len(chosen) >= k:
             break
         if i not in chosen:
