@@ -57,6 +57,12 @@ def test_greedy_choice_equals_brute_force_on_a_tiny_layer(seed):
     torch.manual_seed(seed)
     conv = nn.Conv2d(6, 3, 3, padding=1, bias=False)
     x = torch.randn(2, 6, 5, 5) * torch.linspace(0.2, 2.0, 6).view(1, 6, 1, 1)  # channels of unequal weight
+    with torch.no_grad():  # channels 0 and 1 add up (the same input, the same weights), channel 2 is independent
+        conv.weight[:, 1] = conv.weight[:, 0]  # and a little larger: removing 0 then 2 changes the output less
+        conv.weight[:, 2] = conv.weight[:, 0]  # than 0 then 1, which a rule scoring channels one by one misses
+    x[:, 0] = 0.3 * torch.randn(2, 5, 5)
+    x[:, 1] = x[:, 0] + 0.01 * torch.randn(2, 5, 5)
+    x[:, 2] = 0.4 * torch.randn(2, 5, 5)
     z = all_contributions(conv, x)
     with torch.no_grad():  # the contributions add up to the conv's output: y = sum_c z_c
         assert torch.allclose(z.sum(1), conv(x).permute(0, 2, 3, 1).reshape(-1), atol=1e-5)
