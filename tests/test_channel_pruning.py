@@ -40,6 +40,14 @@ def test_lasso_meets_its_optimality_conditions():
     assert bool((grad[~nz].abs() <= lam * (1 + 1e-6)).all())
 
 
+def test_gram_is_that_of_the_channels_terms():
+    g = torch.Generator().manual_seed(0)
+    patches, weight, y = torch.randn(30, 5, 4, generator=g), torch.randn(3, 5, 4, generator=g), torch.randn(30, 3, generator=g)
+    a = torch.einsum("sck,ock->cso", patches.double(), weight.double()).reshape(5, -1).T  # column c: Z_c flattened
+    gm, corr = gram(patches, weight, y)
+    assert torch.allclose(gm, a.T @ a) and torch.allclose(corr, a.T @ y.double().flatten())
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_lasso_recovers_a_planted_sparse_set_of_channels(seed):
     g = torch.Generator().manual_seed(seed)

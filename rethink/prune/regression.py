@@ -34,22 +34,19 @@ from .reconstruct import (check_layer, consumer_patches, consumer_weight, lasso,
 from .select import n_keep
 from .surgery import prune_filters
 
-_CHUNK = 2 ** 22  # entries of one chunk of the (samples, C, out) terms
-
-
 def gram(patches: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(G, c) of the LASSO over channels: G[c, d] = <Z_c, Z_d>, c[c] = <Z_c, Y>, where Z_c (samples, out) =
-    patches[:, c] @ weight[:, c]^T.  ``patches`` (S, C, kk), ``weight`` (O, C, kk), ``target`` Y (S, O)."""
+    patches[:, c] @ weight[:, c]^T.  ``patches`` (S, C, kk), ``weight`` (O, C, kk), ``target`` Y (S, O).
+
+    Computed without the (S, C, O) terms: G[c, d] = sum_{k,l} P[c, k, d, l] M[c, d, k, l] with P = X^T X of the
+    flattened patches X (S, C*kk) and M[c, d] = W_c^T W_d (kk x kk), i.e. O(S (C kk)^2) instead of O(S C^2 O)."""
     s, c, kk = patches.shape
-    o = weight.shape[0]
-    w = weight.double().permute(1, 2, 0)  # C, kk, O
-    g = torch.zeros(c, c, dtype=torch.float64, device=patches.device)
-    corr = torch.zeros(c, dtype=torch.float64, device=patches.device)
-    step = max(1, _CHUNK // max(1, c * o))
-    for i in range(0, s, step):
-        z = torch.bmm(patches[i:i + step].double().permute(1, 0, 2), w).flatten(1)  # C, s*O: row c is Z_c
-        g += z @ z.T
-        corr += z @ target[i:i + step].double().flatten()
+    x = patches.reshape(s, c * kk).double()
+    w = weight.double()
+    p = (x.T @ x).view(c, kk, c, kk)
+    m = torch.einsum("ock,odl->cdkl", w, w)
+    g = torch.einsum("ckdl,cdkl->cd", p, m)
+    corr = torch.einsum("cko,ock->c", (x.T @ target.double()).view(c, kk, -1), w)
     return g, corr
 
 
