@@ -109,6 +109,12 @@ def test_a_variant_gives_its_widths_and_the_method_needs_data():
     assert result.widths == get_method("l1-norm")(model, variant="resnet56-a").widths
     with pytest.raises(ConfigError, match="loader"):
         get_method("thinet")(model, prune_ratio=0.5)
+    # or a ratio per layer: only those layers change
+    one = get_method("thinet")(model, ratios={4: 0.5, 30: 0.25}, loader=batches(1), n_batches=1, n_locations=2)
+    changed = {i for i, (a, b) in enumerate(zip(model.widths, one.widths)) if a != b}
+    assert changed == {3, 29} and one.widths[3] == 4 and one.widths[29] == 12
+    with pytest.raises(ConfigError, match="not prunable"):
+        get_method("thinet")(model, ratios={3: 0.5}, loader=batches(1))
 
 
 def test_experiment_gives_the_method_the_training_loader(tmp_path, fashion_root):

@@ -31,7 +31,7 @@ from . import PruneResult, register_method
 from .l1_norm import layer_ratios
 from .reconstruct import (check_layer, consumer_patches, consumer_weight, lasso, least_squares, relative_error,
                           take_images)
-from .select import n_keep
+from .select import check_ratios, n_keep
 from .surgery import prune_filters
 
 def gram(patches: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,12 +89,15 @@ def select_channels(g: torch.Tensor, corr: torch.Tensor, k: int, rounds: int = 4
 @register_method("channel-pruning")
 def channel_pruning(model: nn.Module, variant: Optional[str] = None, prune_ratio: Optional[float] = None,
                     loader: Optional[Iterable] = None, n_batches: int = 8, n_locations: int = 10,
-                    seed: int = 0) -> PruneResult:
+                    seed: int = 0, ratios: Optional[dict] = None) -> PruneResult:
     """Prune ``model`` layer by layer by LASSO channel selection on the next layer's output and least-squares
     reconstruction of its kept weights (He et al. 2017), at a uniform ``prune_ratio`` or a published
     ``variant``'s ratios; activations from the first ``n_batches`` of ``loader``, ``n_locations`` positions per
     image drawn with ``seed``."""
-    ratios = layer_ratios(model, variant, prune_ratio)
+    if ratios is None:
+        ratios = layer_ratios(model, variant, prune_ratio)
+    else:
+        ratios = check_ratios(model, ratios, variant, prune_ratio)
     images = take_images(loader, n_batches, "channel-pruning")
     original = model
     keep, clamped, report = {}, [], []

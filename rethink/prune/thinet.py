@@ -27,7 +27,7 @@ import torch.nn as nn
 from . import PruneResult, register_method
 from .l1_norm import layer_ratios
 from .reconstruct import check_layer, consumer_patches, consumer_weight, least_squares, relative_error, take_images
-from .select import n_keep
+from .select import check_ratios, n_keep
 from .surgery import prune_filters
 
 
@@ -63,11 +63,16 @@ def scale_kept(z: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 @register_method("thinet")
 def thinet(model: nn.Module, variant: Optional[str] = None, prune_ratio: Optional[float] = None,
-           loader: Optional[Iterable] = None, n_batches: int = 8, n_locations: int = 10, seed: int = 0) -> PruneResult:
+           loader: Optional[Iterable] = None, n_batches: int = 8, n_locations: int = 10, seed: int = 0,
+           ratios: Optional[dict] = None) -> PruneResult:
     """Prune ``model`` layer by layer with ThiNet's greedy channel selection on the next layer and its
     least-squares rescaling, at a uniform ``prune_ratio`` or a published ``variant``'s ratios; activations from the
-    first ``n_batches`` of ``loader``, ``n_locations`` positions per image, drawn with ``seed``."""
-    ratios = layer_ratios(model, variant, prune_ratio)
+    first ``n_batches`` of ``loader``, ``n_locations`` positions per image, drawn with ``seed``; ``ratios``
+    ({conv layer id: prune_ratio}) sets each layer's ratio instead."""
+    if ratios is None:
+        ratios = layer_ratios(model, variant, prune_ratio)
+    else:
+        ratios = check_ratios(model, ratios, variant, prune_ratio)
     images = take_images(loader, n_batches, "thinet")
     gen = torch.Generator().manual_seed(seed)
     keep, clamped, report = {}, [], []
