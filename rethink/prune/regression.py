@@ -10,10 +10,11 @@ weights W' by least squares on Y (step (ii)): the filters of layer i whose chann
 so that each layer's reconstruction also absorbs the error accumulated before it.
 
 Here the LASSO is solved by FISTA on the Gram matrix G = A^T A (A: one column per channel, the flattened Z_c),
-accumulated over chunks of samples, so memory does not grow with samples x output channels; lambda is found by
-bisection on [0, max|A^T y|] (at the top, beta = 0).  Exactly ``int(C(1 - prune_ratio))`` channels are kept: the
-non-zeros of beta at the smallest lambda with at most that many, completed by the largest |beta| just below it.
-One round of (i) then (ii), as in the paper's released code for most layers.  No fine-tuning between layers.
+computed from the patches' own Gram matrix, so memory does not grow with samples x output channels; lambda is
+searched on grids between 0 and max|A^T y| (at the top, beta = 0), all of a grid solved at once.  Exactly
+``int(C(1 - prune_ratio))`` channels are kept: the non-zeros of beta at the smallest lambda found with at most that
+many, completed by the largest |beta| just below it.  One round of (i) then (ii), where the paper may alternate
+them more than once.  No fine-tuning between layers.
 
 ``PruneResult.report`` holds, per layer, the relative error ||Y - Y_hat||^2 / ||Y||^2 of the next layer's sampled
 output: with every channel on the pruned-so-far model (``error_unpruned``, the accumulated error), with the kept
@@ -33,6 +34,7 @@ from .reconstruct import (check_layer, consumer_patches, consumer_weight, lasso,
                           take_images)
 from .select import check_ratios, n_keep
 from .surgery import prune_filters
+
 
 def gram(patches: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(G, c) of the LASSO over channels: G[c, d] = <Z_c, Z_d>, c[c] = <Z_c, Y>, where Z_c (samples, out) =
@@ -92,8 +94,8 @@ def channel_pruning(model: nn.Module, variant: Optional[str] = None, prune_ratio
                     seed: int = 0, ratios: Optional[dict] = None) -> PruneResult:
     """Prune ``model`` layer by layer by LASSO channel selection on the next layer's output and least-squares
     reconstruction of its kept weights (He et al. 2017), at a uniform ``prune_ratio`` or a published
-    ``variant``'s ratios; activations from the first ``n_batches`` of ``loader``, ``n_locations`` positions per
-    image drawn with ``seed``."""
+    ``variant``'s ratios (``ratios``, {conv layer id: prune_ratio}, sets each layer's instead); activations from
+    the first ``n_batches`` of ``loader``, ``n_locations`` positions per image drawn with ``seed``."""
     if ratios is None:
         ratios = layer_ratios(model, variant, prune_ratio)
     else:
