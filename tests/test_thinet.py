@@ -2,6 +2,8 @@
 to the asked widths, and the method through the experiment (it gets the training loader)."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -13,6 +15,7 @@ from rethink.experiment import run_experiment
 from rethink.models import default_widths, scale_widths
 from rethink.prune.reconstruct import consumer_patches, consumer_weight
 from rethink.prune.select import n_keep
+from rethink.prune.surgery import mask_filters
 from rethink.prune.thinet import greedy_remove, scale_kept
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small models run faster on one thread
@@ -101,6 +104,23 @@ def test_prunes_every_layer_to_the_asked_width_and_least_squares_lowers_the_erro
     for r in result.report:
         assert r["kept"] == len(result.keep[r["layer"]]) and 0 <= r["error_reconstructed"] <= r["error_pruned"] + 1e-12
     assert any(r["error_reconstructed"] < 0.99 * r["error_pruned"] for r in result.report)
+
+
+@pytest.mark.parametrize("method", ["thinet", "channel-pruning"])
+@pytest.mark.parametrize("arch,lid", [("vgg11", 3), ("vgg11", 8), ("resnet20", 4)])
+def test_the_pruned_model_is_the_masked_model_with_the_refitted_next_layer(method, arch, lid):
+    # surgery equivalence (DESIGN rule 2): the removed filters zeroed in the large model and the next layer's kept
+    # input channels set to the method's refitted weights give the pruned model's outputs
+    model = narrow(arch, 0.5).eval()
+    result = get_method(method)(model, ratios={lid: 0.5}, loader=batches(), n_batches=2, n_locations=4)
+    consumer = next(layer for layer in model.conv_layers() if layer.id == lid).consumers[0]
+    masked = mask_filters(copy.deepcopy(model), result.keep)
+    with torch.no_grad():
+        dict(masked.named_modules())[consumer].weight[:, result.keep[lid]] = dict(
+            result.model.named_modules())[consumer].weight
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.allclose(result.model.eval()(x), masked(x), atol=1e-5)
+    assert not torch.allclose(result.model(x), mask_filters(copy.deepcopy(model), result.keep)(x), atol=1e-5)
 
 
 def test_a_variant_gives_its_widths_and_the_method_needs_data():
