@@ -57,6 +57,9 @@ def test_removes_exactly_the_zero_factor_blocks_and_the_output_is_unchanged(arch
     rebuilt = get_model(arch, widths=result.widths)
     rebuilt.load_state_dict(pruned.state_dict())  # architecture is data: the widths rebuild it
     assert torch.allclose(rebuilt.eval()(x), pruned(x))
+    wider = scale_widths(result.widths, 2.0)  # a width multiplier keeps the removed blocks removed
+    assert [w == 0 for w in wider] == [w == 0 for w in result.widths]
+    assert get_model(arch, widths=wider)(x).shape == (4, 10)
 
 
 def test_flops_and_params_drop_by_the_removed_blocks():
