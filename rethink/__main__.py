@@ -86,11 +86,13 @@ def _sweep(args) -> int:
 def _add_config_args(run) -> None:
     """The settings of one experiment, shared by `run` and `converge`."""
     run.add_argument("--arch", required=True, help="architecture (see `list`)")
-    run.add_argument("--method", default="l1-norm", help="pruning method (default l1-norm)")
-    run.add_argument("--variant", help="published variant, e.g. vgg16-a; default: the arch's first one")
-    run.add_argument("--prune-ratio", type=float, help="fraction of filters removed per prunable layer, [0, 1)")
+    run.add_argument("--method", default="l1-norm", help="pruning method (default l1-norm; see `list`)")
+    run.add_argument("--variant", help="published variant, e.g. vgg16-a (l1-norm, thinet, channel-pruning); "
+                     "default for l1-norm: the arch's first one")
+    run.add_argument("--prune-ratio", type=float, help="fraction removed, [0, 1): filters per prunable layer "
+                     "(sss: residual blocks)")
     run.add_argument("--sparsity-lambda", type=float, help="slimming: L1 penalty on BN scales (default 1e-4 VGG, "
-                     "1e-5 others)")
+                     "1e-5 others); sss: on the residual blocks' factors (default 1e-2)")
     run.add_argument("--scope", choices=("global", "layer"), help="magnitude: one threshold over all conv weights "
                      "(global, default) or per layer")
     run.add_argument("--dataset", default="cifar10", help="cifar10 | cifar100 | fashion-mnist")

@@ -91,7 +91,7 @@ class PruneConfig:
     method: str = "l1-norm"
     variant: Optional[str] = None       # e.g. "vgg16-a"; None: uniform prune_ratio
     prune_ratio: Optional[float] = None  # fraction of filters REMOVED per prunable layer
-    sparsity_lambda: Optional[float] = None  # slimming: L1 penalty on BN scales; None: 1e-4 VGG, 1e-5 others
+    sparsity_lambda: Optional[float] = None  # slimming: L1 penalty on BN scales (None: 1e-4 VGG, 1e-5 others); sss: on block factors (None: 1e-2)
     scope: Optional[str] = None          # magnitude: "global" (one threshold, default) | "layer"
 
 

@@ -110,6 +110,8 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
     model = initial_model(cfg, info, seed)
     train_loader.reseed(seed)
     training = baseline_training(cfg.prune.method, cfg.arch, cfg.prune)
+    if training is not None and training.prepare is not None:
+        model = training.prepare(model)  # e.g. SSS's factor per residual block (the checkpoint keeps it)
     hooks = training.hooks if training is not None else Hooks()  # e.g. slimming's penalty on BN scales
     metrics = train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress,
                     desc=f"baseline {cfg.arch} seed {seed}", perf=cfg.perf, after_backward=hooks.after_backward,
@@ -172,7 +174,9 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
             write_record(rec, path)
         records.append(rec)
 
-        result = get_method(cfg.prune.method)(copy.deepcopy(base), **method_kwargs(cfg.prune.method, cfg.prune, seed))
+        train_loader.reseed(seed)  # a method that samples training data (ThiNet) sees the same batches every time
+        result = get_method(cfg.prune.method)(copy.deepcopy(base), **method_kwargs(cfg.prune.method, cfg.prune, seed,
+                                                                                      loader=train_loader))
         pruned_info = _model_info(result.model, info, sparse=bool(result.masks))
         hooks = result.hooks()  # e.g. masks kept at zero (unstructured pruning); none for structured methods
         epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"], cfg.data.dataset)
@@ -204,7 +208,8 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
                                                         widths=base_info["widths"], cached=cached),
                        baseline_tag=tag,
                        # measured after training: a mask that did not hold would show here
-                       prune=dict(clamped=result.clamped, trained_sparsity=round(sparsity(model), 6)),
+                       prune=dict(clamped=result.clamped, trained_sparsity=round(sparsity(model), 6),
+                                  **(dict(report=result.report) if result.report else {})),
                        provenance=provenance(cfg.device, time.time() - t0))
             write_record(rec, path)
             records.append(rec)

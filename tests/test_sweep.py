@@ -122,7 +122,13 @@ def test_methods_grid_covers_every_method_but_l1_norm_with_its_own_baseline():
     assert base["slimming-densenet40-p0.4"].startswith("fashion-mnist-book-slimming-l1e-05-densenet40-baseline")
     assert base["sfp-resnet56-p0.3"].startswith("fashion-mnist-book-sfp-p0.3-resnet56-baseline")
     assert base["magnitude-vgg19-p0.5"].startswith("fashion-mnist-book-unpruned-vgg19-baseline")
-    assert len(baselines) == len(runs) * 3  # one per run and seed: none is shared
+    # ThiNet and channel pruning prune the plainly trained large models (Table 1's); SSS trains its block factors
+    for method in ("thinet", "channel-pruning"):
+        assert base[f"{method}-vgg16-p0.5"].startswith("fashion-mnist-book-unpruned-vgg16-baseline")
+        assert base[f"{method}-resnet56-p0.5"].startswith("fashion-mnist-book-unpruned-resnet56-baseline")
+    assert base["sss-resnet56-p0.3"].startswith("fashion-mnist-book-sss-l0.01-resnet56-baseline")
+    # one per run and seed, except the plain VGG-16 and ResNet-56 that ThiNet and channel pruning share
+    assert len(baselines) == (len(runs) - 2) * 3
 
 
 def test_every_book_grid_names_an_existing_notebook_and_expands():

@@ -51,13 +51,14 @@ def default_widths(name: str) -> list:
 
 
 def scale_widths(widths: Sequence, mult: float, arch: Optional[str] = None) -> list:
-    """One width multiplier for a whole architecture (ints scaled, 'M' kept); never below one channel.  With
-    ``arch``, a family that defines its own ``scale_widths`` (DenseNet: widths tied by concatenation) does it."""
+    """One width multiplier for a whole architecture (ints scaled, 'M' kept); never below one channel, except that a
+    0 (a removed block of a shallower ResNet) stays 0.  With ``arch``, a family that defines its own
+    ``scale_widths`` (DenseNet: widths tied by concatenation) does it."""
     if mult == 1.0:
         return list(widths)
     if arch is not None and hasattr(MODELS.get(arch), "scale_widths"):
         return MODELS.get(arch).scale_widths(list(widths), mult)
-    return [w if isinstance(w, str) else max(1, int(round(w * mult))) for w in widths]
+    return [w if isinstance(w, str) or w == 0 else max(1, int(round(w * mult))) for w in widths]
 
 
 def list_models() -> list[str]:

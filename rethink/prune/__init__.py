@@ -7,7 +7,13 @@ What a method needs beyond pruning is declared, never special-cased by the exper
 - a control that only fine-tunes (random-filters) declares ``regimes``;
 - a method whose result is a mask (unstructured pruning) returns it in ``PruneResult.masks``; ``result.hooks()``
   keeps the masked weights at zero during fine-tuning and scratch training, and ``result.init_scratch(model)``
-  re-initialises a scratch model for the mask.
+  re-initialises a scratch model for the mask;
+- a method that reads data (ThiNet, regression-based channel pruning) takes a ``loader`` argument (batches of
+  (images, labels) from the training set): ``method_kwargs(name, prune, loader=...)`` passes it to exactly the
+  methods whose signature has it;
+- a method that prunes only some families carries ``method.applies_to(model) -> bool`` (SSS: residual blocks);
+- what a method measured while pruning (e.g. the per-layer reconstruction errors of ThiNet and channel pruning)
+  goes into ``PruneResult.report``, a list of dicts of primitives that the experiment writes into each record.
 ``method_kwargs(name, prune_config)`` picks the settings of a PruneConfig a method takes.
 """
 from __future__ import annotations
@@ -31,6 +37,7 @@ class PruneResult:
     keep: dict                  # conv layer id -> kept filter indices (sorted LongTensor)
     clamped: list = field(default_factory=list)  # messages for layers kept at one channel instead of zero
     masks: dict = field(default_factory=dict)    # unstructured methods: conv module name -> bool mask (True = kept)
+    report: list = field(default_factory=list)   # what the method measured, one dict of primitives per layer/block
 
     def hooks(self) -> "Hooks":
         """Training hooks for fine-tuning and scratch training of the pruned model (none without masks)."""
@@ -54,10 +61,12 @@ class Hooks:
 @dataclass(frozen=True)
 class Training:
     """How a method trains the large model: ``tag`` names that baseline in records (e.g. "slimming-l1e-05"),
-    ``settings`` (primitives) go into its cache key and record, ``hooks`` into ``train``."""
+    ``settings`` (primitives) go into its cache key and record, ``hooks`` into ``train``; ``prepare(model)``, when
+    given, changes the freshly built large model in place before training (SSS: a factor per residual block)."""
     tag: str
     settings: dict
     hooks: Hooks
+    prepare: Optional[Callable] = None
 
 
 def baseline_training(method: str, arch: str, prune) -> Optional[Training]:
@@ -71,10 +80,11 @@ def baseline_training(method: str, arch: str, prune) -> Optional[Training]:
 _OPTIONAL_SETTINGS = ("scope", "sparsity_lambda")
 
 
-def method_kwargs(method: str, prune, seed: int = 0) -> dict:
-    """Keyword arguments of ``get_method(method)`` from PruneConfig ``prune``: variant and prune_ratio, the
-    optional settings the method takes, and ``seed`` for a method that draws at random; an optional setting given to
-    a method that does not take it is an error."""
+def method_kwargs(method: str, prune, seed: int = 0, loader=None) -> dict:
+    """Keyword arguments of ``get_method(method)`` from PruneConfig ``prune``: variant and prune_ratio, and the
+    optional settings the method takes; an optional setting given to a method that does not take it is an error.
+    ``seed`` goes to a method that draws at random (random-filters); ``loader`` (training batches) to a method that
+    takes one (``needs_data``), which then requires it."""
     from ..config import ConfigError
     params = inspect.signature(get_method(method)).parameters
     kw = dict(variant=prune.variant, prune_ratio=prune.prune_ratio)
@@ -86,6 +96,10 @@ def method_kwargs(method: str, prune, seed: int = 0) -> dict:
             kw[name] = value
         elif value is not None:
             raise ConfigError(f"method {method!r} has no setting {name!r}")
+    if needs_data(method):
+        if loader is None:
+            raise ConfigError(f"method {method!r} samples activations: it needs a loader of training batches")
+        kw["loader"] = loader
     return kw
 
 
@@ -96,6 +110,17 @@ def method_regimes(method: str) -> tuple:
     return tuple(getattr(get_method(method), "regimes", REGIMES))
 
 
+def needs_data(method: str) -> bool:
+    """Whether ``method`` reads training data while pruning (its signature takes ``loader``)."""
+    return "loader" in inspect.signature(get_method(method)).parameters
+
+
+def applies_to(method: str, model: nn.Module) -> bool:
+    """Whether ``method`` can prune ``model`` (a method without ``applies_to`` prunes every family)."""
+    check = getattr(get_method(method), "applies_to", None)
+    return True if check is None else bool(check(model))
+
+
 def get_method(name: str):
     return METHODS.get(name)
 
@@ -104,4 +129,4 @@ def list_methods() -> list[str]:
     return METHODS.names()
 
 
-from . import l1_norm, magnitude, random_filters, sfp, slimming  # noqa: E402,F401  (registration side effects)
+from . import l1_norm, magnitude, random_filters, regression, sfp, slimming, sss, thinet  # noqa: E402,F401  (registration side effects)

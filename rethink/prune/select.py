@@ -15,6 +15,21 @@ def n_keep(n_filters: int, prune_ratio: float) -> tuple[int, bool]:
     return (k, False) if k >= 1 else (1, True)
 
 
+def check_ratios(model, ratios: dict, variant=None, prune_ratio=None) -> dict:
+    """``ratios`` ({conv layer id: prune_ratio}) checked against ``model``: prunable layers only, ratios in [0, 1),
+    and no ``variant`` or ``prune_ratio`` beside them."""
+    from ..config import ConfigError
+    if variant is not None or prune_ratio is not None:
+        raise ConfigError("give per-layer ratios or variant or prune_ratio, not several")
+    prunable = {layer.id for layer in model.conv_layers() if layer.prunable}
+    for lid, r in ratios.items():
+        if lid not in prunable:
+            raise ConfigError(f"conv layer {lid} of {model.arch} is not prunable; prunable: {sorted(prunable)}")
+        if not 0.0 <= r < 1.0:
+            raise ConfigError(f"prune_ratio of layer {lid} must be in [0, 1), got {r}")
+    return dict(ratios)
+
+
 def keep_top(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k highest scores, in ascending index order (so surgery keeps the filters' order)."""
     return torch.topk(scores, k, sorted=False).indices.sort().values
