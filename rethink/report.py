@@ -87,7 +87,9 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
     accuracy as mean ± std over seeds, Scratch-B epochs, and n.  With ``paper``, the paper's row for the
     same pruned model follows ours."""
     if df.empty:
-        return pd.DataFrame()
+        table = pd.DataFrame(index=pd.Index([], name="model"))
+        table.attrs["caption"] = "No runs of these on this profile yet (rows waiting for their re-run are listed below)."
+        return table
     if "baseline_tag" not in df:  # records written before methods trained their own large models
         df = df.assign(baseline_tag="unpruned")
     from .verdict import flag_runs

@@ -94,3 +94,8 @@ def test_run_time_table_sums_minutes_per_regime_and_names_its_source():
     control = t[t.method == "random-filters"].iloc[0]  # its seed 0 only: that seed's large model
     assert control["unpruned (min)"] == 10.0 and control.seeds == 1
     assert "fashion-mnist, book profile, cpu" in t.attrs["caption"]
+
+
+def test_an_empty_result_table_still_says_what_it_is():
+    t = result_table(pd.DataFrame())
+    assert t.empty and "No runs" in t.attrs["caption"]
