@@ -45,7 +45,8 @@ def _run(args) -> None:
     cfg = _config(args)
     print(f"profile {cfg.profile}, dataset {cfg.data.dataset}, device {cfg.device}, seeds {list(cfg.seeds)}, "
           f"{cfg.train.epochs} epochs", file=sys.stderr)
-    records = run_experiment(cfg, progress=not args.quiet, resume=not args.restart)
+    records = run_experiment(cfg, progress=not args.quiet, resume=not args.restart,
+                             regimes=tuple(args.regimes) if args.regimes else None)
     paths = [f"{cfg.output_dir}/records/{r['run_id']}.json" for r in records]
     table = result_table(load_records(paths))
     print(table.attrs.get("caption", ""))
@@ -106,6 +107,9 @@ def _add_config_args(run) -> None:
     run.add_argument("--data-root", help="dataset folder (default $RETHINK_DATA or ./.data)")
     run.add_argument("--output-dir", default="runs", help="records go to OUTPUT_DIR/records")
     run.add_argument("--restart", action="store_true", help="retrain regimes that already have a record")
+    run.add_argument("--regimes", nargs="+", metavar="REGIME",
+                     help="only these regimes (fine-tune scratch-e scratch-b), e.g. fine-tune while the large "
+                          "models are in the cache; default: all")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--amp", help="auto | off | bf16: autocast of forward passes (auto: bf16 on CUDA, off on CPU)")
     run.add_argument("--warmup-epochs", type=int, help="first epochs at lr / 10 (He et al.'s ResNet-110 warm-up)")

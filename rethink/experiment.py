@@ -150,9 +150,17 @@ def _model_info(model: nn.Module, info: DatasetInfo, sparse: bool = False) -> di
     return d
 
 
-def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -> list[dict]:
-    """Run the whole protocol for every seed of ``cfg``; returns the records (baseline and the three regimes)."""
+def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
+                   regimes: tuple | None = None) -> list[dict]:
+    """Run the whole protocol for every seed of ``cfg``; returns the records (baseline and the three regimes).
+    ``regimes`` runs only those of the method's regimes (e.g. ("fine-tune",) while the large models are cached;
+    a scratch run needs no large model, so it can come later on another machine)."""
+    from .config import ConfigError
     from .paths import check_run_paths
+    own = method_regimes(cfg.prune.method)
+    if regimes is not None and not set(regimes) <= set(own):
+        raise ConfigError(f"unknown regime(s) {sorted(set(regimes) - set(own))} for {cfg.prune.method}; "
+                          f"its regimes: {', '.join(own)}")
     check_run_paths(cfg.output_dir, cfg.data.root)  # before any training: a bad folder costs seconds, not hours
     out = Path(cfg.output_dir) / "records"
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
@@ -180,7 +188,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True) -
         pruned_info = _model_info(result.model, info, sparse=bool(result.masks))
         hooks = result.hooks()  # e.g. masks kept at zero (unstructured pruning); none for structured methods
         epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"], cfg.data.dataset)
-        for regime in method_regimes(cfg.prune.method):
+        for regime in own if regimes is None else [r for r in own if r in regimes]:
             path = out / f"{run_id(cfg, regime, seed)}.json"
             rec = read_record(path) if resume else None
             # a seed's record is the same whichever other seeds ran with it: the seed list does not count, so seeds

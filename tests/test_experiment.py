@@ -141,3 +141,16 @@ def test_seeds_run_apart_are_reused_by_a_run_of_all_of_them(tmp_path, fashion_ro
     monkeypatch.setattr(experiment, "train", no_training)
     both = run_experiment(tiny(tmp_path, fashion_root, seeds=[0, 1]), progress=False)
     assert [r["metrics"] for r in both] == [r["metrics"] for r in apart[0] + apart[1]]
+
+
+def test_regimes_can_run_apart(tmp_path, fashion_root):
+    # fine-tune while the large model is cached, the scratch runs later: the records are the same ones
+    cfg = tiny(tmp_path, fashion_root, seeds=[0])
+    first = run_experiment(cfg, progress=False, regimes=("fine-tune",))
+    assert [r["regime"] for r in first] == ["baseline", "fine-tune"]
+    rest = run_experiment(cfg, progress=False)
+    assert [r["regime"] for r in rest] == REGIMES  # the module's list: baseline and the three regimes
+    assert rest[1]["metrics"] == first[1]["metrics"]  # reused, not retrained
+    from rethink.config import ConfigError
+    with pytest.raises(ConfigError, match="unknown regime"):
+        run_experiment(cfg, progress=False, regimes=("scratch-x",))
