@@ -15,6 +15,9 @@ and 3 + 2b (its second, whose width is the stage's: it feeds the residual sum); 
 ``downsample`` convs are not in ``widths`` (a shortcut's width is its block's output) and ``conv_layers`` lists
 them after the main path -- the count of Li et al.'s pruning code, which skips 1x1 convs, so that "layer 2" is
 the first conv of the first block and ResNet-34's skipped layers 2, 8, 14, 16, 26, 28, 30, 32 are first convs.
+
+A block whose convs before its last have width 0 has no residual branch (relu(shortcut(x)): SSS's ResNet-41/32/26,
+``PUBLISHED_WIDTHS``); its convs get no ids.  ``resnet50-2x`` adds He et al.'s fixed input-channel selections.
 """
 from __future__ import annotations
 
