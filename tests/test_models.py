@@ -26,6 +26,10 @@ PUBLISHED_PARAMS = {
     # checked exactly in test_imagenet.py
     "resnet18-imagenet": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
     "vgg16-imagenet": 138_357_544, "vgg16-bn-imagenet": 138_365_992,
+    # no published count: torchvision's VGG-16 convs (138,357,544 less its classifier's 123,642,856) + Linear(512, 1000)
+    "vgg16-gap-imagenet": 138_357_544 - 123_642_856 + 513_000,
+    # no published count (He et al. 2017 give its speed-up only): Liu et al.'s cfg_2x, checked in test_imagenet.py
+    "resnet50-2x": 19_693_584,
 }
 
 
@@ -82,7 +86,7 @@ def test_params_near_published(name):
 def test_widths_round_trip(name):
     model = get_model(name)
     assert model.arch == name and model.widths == default_widths(name)
-    narrow = get_model(name, widths=scale_widths(model.widths, 0.5))
+    narrow = get_model(name, widths=scale_widths(model.widths, 0.5, arch=name))  # a family may scale its own way
     again = get_model(name, widths=narrow.widths)
     assert again.widths == narrow.widths
     assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in narrow.state_dict().items()}

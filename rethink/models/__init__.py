@@ -66,13 +66,15 @@ def list_models() -> list[str]:
 
 
 def published_widths(name: str) -> tuple[str, list]:
-    """(arch, widths) of a pruned architecture the papers publish as widths (e.g. "vgg16-5x"), for
-    ``get_model(arch, widths=widths)``.  Li et al.'s variants are not here: they are L1-norm pruning settings
+    """(arch, widths) of a pruned architecture the papers publish as widths (e.g. "vgg16-5x", ThiNet's "vgg-gap" and
+    "thinet-30", "resnet50-2x", SSS's "resnet-26"), for ``get_model(arch, widths=widths)``.  Li et al.'s variants are not here: they are L1-norm pruning settings
     (``rethink.prune.l1_norm.VARIANTS``)."""
-    from .vgg_imagenet import PUBLISHED_WIDTHS
-    if name not in PUBLISHED_WIDTHS:
-        raise known("published architecture", name, PUBLISHED_WIDTHS)
-    arch, widths = PUBLISHED_WIDTHS[name]
+    from .resnet_imagenet import PUBLISHED_WIDTHS as resnets
+    from .vgg_imagenet import PUBLISHED_WIDTHS as vggs
+    table = {**vggs, **resnets}
+    if name not in table:
+        raise known("published architecture", name, table)
+    arch, widths = table[name]
     return arch, list(widths)
 
 
