@@ -101,10 +101,9 @@ def device_name(device) -> str:
 
 def run_time_note(seconds: float, device, what: str) -> str:
     """The sentence a page gives about what its runs cost: "The runs behind this page took **1.2 h** of wall time
-    (<what> on <device>)." """
+    on <device>: <what>." (threads per run are in each record's provenance)"""
     span = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
-    return (f"The runs behind this page took **{span}** of wall time ({what} on {device_name(device)}, "
-            f"{torch.get_num_threads()} thread(s)).")
+    return f"The runs behind this page took **{span}** of wall time on {device_name(device)}: {what}."
 
 
 def provenance(device, wall_time_s: float) -> dict:

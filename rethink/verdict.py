@@ -136,6 +136,10 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
             out[col] = None
     out["agrees"] = [None if p is None or pd.isna(p) or "undecided" in (v, p) else bool(v == p)
                      for v, p in zip(out.verdict, out.paper_verdict)]
+    # a verdict that differs only because our interval is wider (ours "on par" with the paper's difference inside
+    # it) is not a disagreement: the runs are consistent with the paper, too few or too noisy to decide
+    out["consistent"] = [None if pd.isna(d) or pd.isna(lo) else bool(lo <= d <= hi)
+                         for d, lo, hi in zip(out.paper_diff.astype(float), out.low, out.high)]
     return out
 
 
@@ -241,7 +245,15 @@ def verdict_sentence(table: pd.DataFrame, method: str, source: str) -> str:
         if r.paper_verdict == "undecided":
             parts[-1] += f" The paper reports {paper:+.2f} ({r.paper_dataset}) without a std, so no verdict there."
         else:
-            agree = "" if r.agrees is None or pd.isna(r.agrees) else (" We agree." if r.agrees else " We disagree.")
+            if r.agrees is None or pd.isna(r.agrees):
+                agree = ""
+            elif r.agrees:
+                agree = " We agree."
+            elif getattr(r, "consistent", None) is True:
+                agree = (f" Our interval contains the paper's {paper:+.2f} but also 0: consistent with the paper, "
+                         f"too wide to decide.")
+            else:
+                agree = " We disagree."
             parts[-1] += f" The paper: {paper:+.2f} ({r.paper_dataset}), {r.paper_verdict}.{agree}"
     if "paper_diff" not in table or table["paper_diff"].isna().all():
         parts.append("The paper has no row for this pruned model, so ours stands alone.")

@@ -123,3 +123,20 @@ def test_paired_verdicts_of_the_other_studies():
     assert "**better**" in describe(v, "winning ticket − random init") and "3 seeds" in describe(v, "x")
     one = paired_verdict(df[df.seed == 0], "winning-ticket", "random-init", "init")
     assert one["verdict"] == "undecided" and "too few for an interval" in describe(one, "x")
+
+
+def test_a_wider_interval_is_consistent_with_the_paper_not_a_disagreement():
+    from rethink.verdict import verdict_sentence
+    # Scratch-B +0.35 with an interval of about ±1.2 around it: "on par", the paper's +0.37 "scratch better"
+    df = _records({"baseline": [91.3, 91.0, 91.2], "fine-tune": [91.1, 91.2, 91.2],
+                   "scratch-e": [91.4, 90.7, 90.9], "scratch-b": [92.0, 91.3, 91.3]})
+    v = verdicts(df).set_index("comparison")
+    b = v.loc["Scratch-B - fine-tuned"]
+    assert b.verdict == "on par" and b.paper_verdict == "scratch better" and b.agrees == False  # noqa: E712
+    assert b.consistent == True  # noqa: E712  (the paper's +0.37 is inside our interval)
+    text = verdict_sentence(verdicts(df), "l1-norm", "book")
+    assert "consistent with the paper" in text and "We disagree" not in text
+    # far from the paper's difference and decided the other way: a disagreement
+    worse = df.assign(best_acc=[b - 2.0 if r == "scratch-b" else b for r, b in zip(df.regime, df.best_acc)])
+    w = verdicts(worse).set_index("comparison").loc["Scratch-B - fine-tuned"]
+    assert w.consistent == False and "We disagree" in verdict_sentence(verdicts(worse), "l1-norm", "book")  # noqa: E712
