@@ -103,6 +103,7 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         pruned, controls = df[df.regime != "baseline"], controls.iloc[0:0]
     keys = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio"]
     rows = []
+    mixed = len(pruned.groupby(["dataset", "profile", "device"]))
     groups = sorted(pruned.groupby(keys, dropna=False, sort=False),
                     key=lambda kg: paper_order(*(dict(zip(keys, kg[0]))[f] for f in ("method", "arch", "variant",
                                                                                      "prune_ratio"))))
@@ -136,7 +137,8 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
             row["left out"] = "; ".join(f"{LABELS[r.regime]} seed {r.seed}: {r.run_flag}"
                                         for r in runs.itertuples() if r.Index in left_out) or ""
         row["runs"] = n
-        row["source"] = "ours"
+        # said once in the caption; on the row too where the table mixes datasets, profiles or devices
+        row["source"] = "ours" if mixed == 1 else f"ours: {d['dataset']}, {d['profile']} profile, {d['device']}"
         rows.append(row)
         if paper:  # by variant where there is one, else by arch and prune ratio
             variant = d["variant"] if isinstance(d["variant"], str) else None

@@ -99,3 +99,15 @@ def test_run_time_table_sums_minutes_per_regime_and_names_its_source():
 def test_an_empty_result_table_still_says_what_it_is():
     t = result_table(pd.DataFrame())
     assert t.empty and "No runs" in t.attrs["caption"]
+
+
+def test_rows_of_two_profiles_say_which_on_the_row():
+    def row(regime, seed, acc, profile):
+        return dict(regime=regime, seed=seed, epochs=10, best_acc=acc, dataset="fashion-mnist", profile=profile,
+                    device="cpu", arch="vgg16", method="l1-norm", variant="vgg16-a", prune_ratio=None,
+                    baseline_tag="unpruned")
+    one = pd.DataFrame([row("baseline", 0, 90.0, "book"), row("fine-tune", 0, 89.0, "book")])
+    assert list(result_table(one, paper=False).source) == ["ours"]
+    two = pd.concat([one, pd.DataFrame([row("baseline", 0, 75.0, "quick"), row("fine-tune", 0, 74.0, "quick")])])
+    assert sorted(result_table(two, paper=False).source) == ["ours: fashion-mnist, book profile, cpu",
+                                                               "ours: fashion-mnist, quick profile, cpu"]
