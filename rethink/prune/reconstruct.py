@@ -9,13 +9,17 @@ kept weights by least squares.  A Linear consumer is a 1x1 conv on a 1x1 map (on
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ConfigError
+from . import PruneResult
+from .l1_norm import layer_ratios
+from .select import check_ratios, n_keep
+from .surgery import prune_filters
 
 
 class _Stop(Exception):
@@ -154,3 +158,35 @@ def lasso(gram: torch.Tensor, corr: torch.Tensor, lam, beta0: Optional[torch.Ten
     else:
         beta.zero_()
     return beta[:, 0] if single else beta
+
+
+def prune_layer_by_layer(model: nn.Module, variant, prune_ratio, ratios: Optional[dict], refit: Callable):
+    """The loop ThiNet and channel pruning share: the layers' ratios (a ``variant``, one ``prune_ratio``, or
+    per-layer ``ratios``), then in forward order, for each layer with a ratio above 0, ``refit(current, layer,
+    consumer, c, k)`` on the model pruned so far -> (kept filter indices, ``update(weight)`` that sets the
+    consumer's weight in place after surgery, a report dict); the layer's filters are cut by surgery and the
+    consumer updated.  Layer ids and module names stay valid through surgery.  Returns a PruneResult whose
+    ``report`` lists the layers' dicts."""
+    ratios = layer_ratios(model, variant, prune_ratio) if ratios is None else check_ratios(
+        model, ratios, variant, prune_ratio)
+    keep, clamped, report = {}, [], []
+    current = model
+    for layer in model.conv_layers():
+        ratio = ratios.get(layer.id, 0.0)
+        if ratio <= 0:
+            continue
+        consumer = check_layer(current, layer)
+        c = dict(current.named_modules())[layer.conv].out_channels
+        k, was_clamped = n_keep(c, ratio)
+        if was_clamped:
+            clamped.append(f"layer {layer.id} ({layer.conv}): prune_ratio {ratio} would remove all {c} filters; "
+                           f"kept one")
+        kept, update, row = refit(current, layer, consumer, c, k)
+        report.append(row)
+        current = prune_filters(current, {layer.id: kept})
+        with torch.no_grad():
+            update(dict(current.named_modules())[consumer].weight)
+        keep[layer.id] = kept
+    if current is model:  # nothing to prune: still a copy, as every method returns
+        current = prune_filters(model, {})
+    return PruneResult(model=current, widths=list(current.widths), keep=keep, clamped=clamped, report=report)

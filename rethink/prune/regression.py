@@ -29,11 +29,8 @@ import torch
 import torch.nn as nn
 
 from . import PruneResult, register_method
-from .l1_norm import layer_ratios
-from .reconstruct import (check_layer, consumer_patches, consumer_weight, lasso, least_squares, relative_error,
-                          take_images)
-from .select import check_ratios, n_keep
-from .surgery import prune_filters
+from .reconstruct import (consumer_patches, consumer_weight, lasso, least_squares, prune_layer_by_layer,
+                          relative_error, take_images)
 
 
 def gram(patches: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,29 +93,14 @@ def channel_pruning(model: nn.Module, variant: Optional[str] = None, prune_ratio
     reconstruction of its kept weights (He et al. 2017), at a uniform ``prune_ratio`` or a published
     ``variant``'s ratios (``ratios``, {conv layer id: prune_ratio}, sets each layer's instead); activations from
     the first ``n_batches`` of ``loader``, ``n_locations`` positions per image drawn with ``seed``."""
-    if ratios is None:
-        ratios = layer_ratios(model, variant, prune_ratio)
-    else:
-        ratios = check_ratios(model, ratios, variant, prune_ratio)
     images = take_images(loader, n_batches, "channel-pruning")
     original = model
-    keep, clamped, report = {}, [], []
-    current = model
-    for layer in model.conv_layers():
-        ratio = ratios.get(layer.id, 0.0)
-        if ratio <= 0:
-            continue
-        consumer = check_layer(current, layer)
-        modules = dict(current.named_modules())
-        c = modules[layer.conv].out_channels
-        k, was_clamped = n_keep(c, ratio)
-        if was_clamped:
-            clamped.append(f"layer {layer.id} ({layer.conv}): prune_ratio {ratio} would remove all {c} filters; "
-                           f"kept one")
+
+    def refit(current, layer, consumer, c, k):
         # the same positions in both models: two generators in the same state
         x = consumer_patches(current, consumer, images, n_locations, torch.Generator().manual_seed(seed + layer.id))
         x0 = consumer_patches(original, consumer, images, n_locations, torch.Generator().manual_seed(seed + layer.id))
-        w = consumer_weight(modules[consumer]).detach()
+        w = consumer_weight(dict(current.named_modules())[consumer]).detach()
         w0 = consumer_weight(dict(original.named_modules())[consumer]).detach()
         y = torch.einsum("sck,ock->so", x0.double(), w0.double())  # the original model's output (no bias)
         g, corr = gram(x, w, y)
@@ -128,15 +110,12 @@ def channel_pruning(model: nn.Module, variant: Optional[str] = None, prune_ratio
         w_new = least_squares(xk, y)  # (k*kk, O)
         approx_all = torch.einsum("sck,ock->so", x.double(), w.double())
         approx_kept = xk.double() @ w[:, kd].flatten(1).double().T
-        report.append(dict(layer=layer.id, conv=layer.conv, channels=c, kept=k, samples=int(x.shape[0]),
-                           lasso_lambda=lam, error_unpruned=relative_error(y, approx_all),
-                           error_pruned=relative_error(y, approx_kept),
-                           error_reconstructed=relative_error(y, xk.double() @ w_new)))
-        current = prune_filters(current, {layer.id: kept})
-        with torch.no_grad():
-            cw = dict(current.named_modules())[consumer].weight
+        row = dict(layer=layer.id, conv=layer.conv, channels=c, kept=k, samples=int(x.shape[0]),
+                   lasso_lambda=lam, error_unpruned=relative_error(y, approx_all),
+                   error_pruned=relative_error(y, approx_kept),
+                   error_reconstructed=relative_error(y, xk.double() @ w_new))
+
+        def update(cw):  # the consumer's kept weights refitted
             cw.copy_(w_new.T.reshape(cw.shape).to(cw.dtype))
-        keep[layer.id] = kept
-    if current is model:
-        current = prune_filters(model, {})
-    return PruneResult(model=current, widths=list(current.widths), keep=keep, clamped=clamped, report=report)
+        return kept, update, row
+    return prune_layer_by_layer(model, variant, prune_ratio, ratios, refit)

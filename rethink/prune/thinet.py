@@ -25,10 +25,8 @@ import torch
 import torch.nn as nn
 
 from . import PruneResult, register_method
-from .l1_norm import layer_ratios
-from .reconstruct import check_layer, consumer_patches, consumer_weight, least_squares, relative_error, take_images
-from .select import check_ratios, n_keep
-from .surgery import prune_filters
+from .reconstruct import (consumer_patches, consumer_weight, least_squares, prune_layer_by_layer, relative_error,
+                          take_images)
 
 
 def greedy_remove(z: torch.Tensor, n_remove: int) -> list[int]:
@@ -69,40 +67,21 @@ def thinet(model: nn.Module, variant: Optional[str] = None, prune_ratio: Optiona
     least-squares rescaling, at a uniform ``prune_ratio`` or a published ``variant``'s ratios; activations from the
     first ``n_batches`` of ``loader``, ``n_locations`` positions per image, drawn with ``seed``; ``ratios``
     ({conv layer id: prune_ratio}) sets each layer's ratio instead."""
-    if ratios is None:
-        ratios = layer_ratios(model, variant, prune_ratio)
-    else:
-        ratios = check_ratios(model, ratios, variant, prune_ratio)
     images = take_images(loader, n_batches, "thinet")
-    gen = torch.Generator().manual_seed(seed)
-    keep, clamped, report = {}, [], []
-    current = model
-    for layer in model.conv_layers():  # forward order; ids and names stay valid through surgery
-        ratio = ratios.get(layer.id, 0.0)
-        if ratio <= 0:
-            continue
-        consumer = check_layer(current, layer)
-        modules = dict(current.named_modules())
-        c = modules[layer.conv].out_channels
-        k, was_clamped = n_keep(c, ratio)
-        if was_clamped:
-            clamped.append(f"layer {layer.id} ({layer.conv}): prune_ratio {ratio} would remove all {c} filters; "
-                           f"kept one")
+    gen = torch.Generator().manual_seed(seed)  # one stream through the layers, in forward order
+
+    def refit(current, layer, consumer, c, k):
         patches = consumer_patches(current, consumer, images, n_locations, gen)
-        z = contributions(patches, consumer_weight(modules[consumer]).detach(), gen)
+        z = contributions(patches, consumer_weight(dict(current.named_modules())[consumer]).detach(), gen)
         removed = greedy_remove(z, c - k)
         kept = torch.tensor(sorted(set(range(c)) - set(removed)), dtype=torch.long)
         w = scale_kept(z, kept.to(z.device))
         y = z.sum(1)
-        report.append(dict(layer=layer.id, conv=layer.conv, channels=c, kept=k, samples=int(z.shape[0]),
-                           error_pruned=relative_error(y, z[:, kept.to(z.device)].sum(1)),
-                           error_reconstructed=relative_error(y, z[:, kept.to(z.device)].double() @ w)))
-        current = prune_filters(current, {layer.id: kept})
-        with torch.no_grad():
-            cw = dict(current.named_modules())[consumer].weight
-            shape = (1, -1) + (1,) * (cw.dim() - 2)
-            cw.mul_(w.to(cw.dtype).to(cw.device).view(shape))
-        keep[layer.id] = kept
-    if current is model:  # nothing to prune: still a copy, as every method returns
-        current = prune_filters(model, {})
-    return PruneResult(model=current, widths=list(current.widths), keep=keep, clamped=clamped, report=report)
+        row = dict(layer=layer.id, conv=layer.conv, channels=c, kept=k, samples=int(z.shape[0]),
+                   error_pruned=relative_error(y, z[:, kept.to(z.device)].sum(1)),
+                   error_reconstructed=relative_error(y, z[:, kept.to(z.device)].double() @ w))
+
+        def update(cw):  # the kept input channels of the consumer rescaled
+            cw.mul_(w.to(cw.dtype).to(cw.device).view((1, -1) + (1,) * (cw.dim() - 2)))
+        return kept, update, row
+    return prune_layer_by_layer(model, variant, prune_ratio, ratios, refit)
