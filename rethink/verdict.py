@@ -143,7 +143,7 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
     return out
 
 
-def control_verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.95) -> pd.DataFrame:
+def control_verdicts(df: pd.DataFrame, metric: str = "best_acc") -> pd.DataFrame:
     """Per pruned model with a control (random filters at the same widths): fine-tuned with the method's filters
     minus fine-tuned with the control's, paired by seed (same large model), failed runs left out; verdict
     "criterion better" / "on par" / "random better" / "undecided"."""
@@ -161,16 +161,12 @@ def control_verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: flo
         d = dict(zip(keys, k))
         for control in sorted(set(g.method) & set(CONTROLS)):
             kept = g[g.flag.isna()]  # failed runs are left out of the pairs (a model with none left: n = 0)
-            c = kept[kept.method == control].set_index("seed")[metric]
             for method in sorted(set(g.method) - set(CONTROLS)):
-                m = kept[kept.method == method].set_index("seed")[metric]
-                seeds = sorted(set(m.index) & set(c.index))
-                mean, low, high = paired_interval([m[s] - c[s] for s in seeds], confidence)
-                word = {"scratch better": "criterion better", "scratch worse": "random better"}.get(
-                    verdict_word(low, high), verdict_word(low, high))
+                v = paired_verdict(kept, method, control, "method", metric)
+                word = {"better": "criterion better", "worse": "random better"}.get(v["verdict"], v["verdict"])
                 rows.append(dict(model=model_label(d["arch"], d["variant"], d["prune_ratio"]), method=method,
-                                 control=control, n=len(seeds), diff=round(mean, 2), low=round(low, 2),
-                                 high=round(high, 2), verdict=word, dataset=d["dataset"], profile=d["profile"],
+                                 control=control, n=v["n"], diff=round(v["diff"], 2), low=round(v["low"], 2),
+                                 high=round(v["high"], 2), verdict=word, dataset=d["dataset"], profile=d["profile"],
                                  device=d["device"],
                                  _order=paper_order(method, d["arch"], d["variant"], d["prune_ratio"])))
     out = pd.DataFrame(rows, columns=cols + ["_order"])
