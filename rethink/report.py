@@ -35,8 +35,7 @@ def _source(dataset, profile, device, n) -> str:
 def caption(df: pd.DataFrame) -> str:
     """What a result table's rows rest on, said once above it rather than on every row: our runs' dataset,
     profile and device (``df``: the records behind the table), and what the paper's rows are."""
-    ours = "; ".join(sorted({f"{d}, {p} profile, {dev}" for d, p, dev in zip(df.dataset, df.profile, df.device)}))
-    return (f"Rows marked *ours*: {ours or 'no runs'}; `runs` = seeds per row. Rows marked *paper*: the published "
+    return (f"Rows marked *ours*: {sources(df) or 'no runs'}; `runs` = seeds per row. Rows marked *paper*: the published "
             f"numbers under the paper's own protocol (full data, full width, its epochs) on the dataset named; "
             f"`runs` = its runs per number; (u) = not yet checked against the paper's text.")
 
@@ -57,6 +56,19 @@ def paper_order(method: str, arch: str, variant=None, prune_ratio=None) -> tuple
     ratio = -1.0 if prune_ratio is None or pd.isna(prune_ratio) else float(prune_ratio)
     return (rank(METHOD_ORDER, method), rank(FAMILY_ORDER, family), depth, str(arch),
             variant if isinstance(variant, str) else "", ratio)
+
+
+def groups_in_paper_order(df: pd.DataFrame, keys: list) -> list:
+    """``df`` grouped by ``keys`` (which hold method, arch, variant and prune_ratio) as (dict of the keys, group)
+    pairs, in the paper's order (:func:`paper_order`)."""
+    groups = [(dict(zip(keys, k)), g) for k, g in df.groupby(keys, dropna=False, sort=False)]
+    return sorted(groups, key=lambda dg: paper_order(dg[0]["method"], dg[0]["arch"], dg[0]["variant"],
+                                                     dg[0]["prune_ratio"]))
+
+
+def sources(df: pd.DataFrame) -> str:
+    """Our runs' dataset, profile and device, each combination once: "fashion-mnist, book profile, cpu (...)"."""
+    return "; ".join(sorted({f"{d}, {p} profile, {dev}" for d, p, dev in zip(df.dataset, df.profile, df.device)}))
 
 
 def model_label(arch: str, variant, prune_ratio) -> str:
@@ -104,11 +116,7 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
     keys = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio"]
     rows = []
     mixed = len(pruned.groupby(["dataset", "profile", "device"]))
-    groups = sorted(pruned.groupby(keys, dropna=False, sort=False),
-                    key=lambda kg: paper_order(*(dict(zip(keys, kg[0]))[f] for f in ("method", "arch", "variant",
-                                                                                     "prune_ratio"))))
-    for k, g in groups:
-        d = dict(zip(keys, k))
+    for d, g in groups_in_paper_order(pruned, keys):
         # the large model these were pruned from: plainly trained, or trained by the method (slimming, SFP)
         tag = g.baseline_tag.iloc[0]
         base = df[(df.regime == "baseline") & (df.dataset == d["dataset"]) & (df.profile == d["profile"]) &
@@ -270,10 +278,7 @@ def run_time_table(df: pd.DataFrame) -> pd.DataFrame:
         df = df.assign(baseline_tag="unpruned")
     rows = []
     pruned = df[df.regime != "baseline"]
-    for k, g in sorted(pruned.groupby(keys, dropna=False, sort=False),
-                       key=lambda kg: paper_order(*(dict(zip(keys, kg[0]))[f] for f in ("method", "arch", "variant",
-                                                                                        "prune_ratio")))):
-        d = dict(zip(keys, k))
+    for d, g in groups_in_paper_order(pruned, keys):
         base = df[(df.regime == "baseline") & (df.arch == d["arch"]) & (df.baseline_tag == d["baseline_tag"]) &
                   (df.dataset == d["dataset"]) & (df.profile == d["profile"]) & (df.device == d["device"]) &
                   df.seed.isin(g.seed)]
@@ -287,8 +292,7 @@ def run_time_table(df: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows).set_index("model")
     cols = [c for c in table if c.endswith("(min)")]
     table[cols] = table[cols].astype("Float64")  # a regime a method does not run: blank, not NaN
-    ours = "; ".join(sorted({f"{a}, {b} profile, {c}" for a, b, c in zip(df.dataset, df.profile, df.device)}))
-    table.attrs["caption"] = (f"Wall time in minutes, summed over the seeds ({ours}); a large model shared by two "
+    table.attrs["caption"] = (f"Wall time in minutes, summed over the seeds ({sources(df)}); a large model shared by two "
                               f"rows (e.g. ResNet-56-A and -B) is counted in each.")
     return table
 

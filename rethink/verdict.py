@@ -101,7 +101,7 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
     """One row per (pruned model, comparison): seeds paired, mean difference to fine-tuning with its interval,
     our verdict, the paper's difference and verdict for the same model, whether they agree, and the flagged runs
     left out."""
-    from .report import model_label, paper_numbers, paper_numbers_for, paper_order
+    from .report import CONTROLS, groups_in_paper_order, model_label, paper_numbers, paper_numbers_for
     if df.empty:
         return pd.DataFrame()
     df = df.assign(flag=flag_runs(df, metric))
@@ -109,11 +109,7 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
         df = df.assign(baseline_tag="unpruned")
     papers = paper_numbers()
     rows = []
-    from .report import CONTROLS
-    groups = df[(df.regime != "baseline") & ~df.method.isin(CONTROLS)].groupby(GROUP, dropna=False, sort=False)
-    at = {f: GROUP.index(f) for f in ("method", "arch", "variant", "prune_ratio")}
-    for k, g in sorted(groups, key=lambda kg: paper_order(*(kg[0][at[f]] for f in at))):
-        d = dict(zip(GROUP, k))
+    for d, g in groups_in_paper_order(df[(df.regime != "baseline") & ~df.method.isin(CONTROLS)], GROUP):
         model = model_label(d["arch"], d["variant"], d["prune_ratio"])
         paper = paper_numbers_for(papers, d["variant"], d["method"], d["arch"], d["prune_ratio"])
         ft = g[g.regime == "fine-tune"].set_index("seed")
