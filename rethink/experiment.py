@@ -198,6 +198,20 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
                     and rec["model"]["widths"] == result.widths):
                 records.append(rec)  # finished earlier with the same settings: reuse
                 continue
+            schedule = None if regime == "fine-tune" else schedule_for(
+                cfg, cfg.train.epochs if regime == "scratch-e" else epochs_b)
+            twin = None if schedule is None or result.masks else scratch_twin(out, cfg, regime, seed, result.widths,
+                                                                                schedule.epochs)
+            if twin is not None:  # the same training under another method's name: reuse it, say whose it is
+                rec = dict(twin, run_id=path.stem, config=cfg.to_dict(), model=pruned_info, baseline_tag=tag,
+                           baseline=dict(flops=base_info["flops"], params=base_info["params"],
+                                         widths=base_info["widths"], cached=cached),
+                           prune=dict(clamped=result.clamped, trained_sparsity=twin["prune"]["trained_sparsity"],
+                                      **(dict(report=result.report) if result.report else {})),
+                           shared_from=twin.get("shared_from", twin["run_id"]))
+                write_record(rec, path)
+                records.append(rec)
+                continue
             t0 = time.time()
             if regime == "fine-tune":
                 model = copy.deepcopy(result.model)
@@ -206,7 +220,6 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             else:
                 torch.manual_seed(seed)
                 model = result.init_scratch(build_model(cfg, info, result.widths))
-                schedule = schedule_for(cfg, cfg.train.epochs if regime == "scratch-e" else epochs_b)
             train_loader.reseed(seed)
             metrics = train(model, train_loader, test_loader, schedule, progress=progress,
                             desc=f"{regime} {cfg.prune.variant or cfg.arch} seed {seed}", perf=cfg.perf,
@@ -222,6 +235,25 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             write_record(rec, path)
             records.append(rec)
     return records
+
+
+def scratch_twin(out: Path, cfg: RunConfig, regime: str, seed: int, widths: list, epochs: int) -> dict | None:
+    """A finished scratch record of another method that is the same training as ``regime`` of ``cfg``: same data,
+    profile, schedule and perf settings, same architecture and widths, same seed and epochs, no mask.  A scratch
+    model inherits nothing from pruning but its widths (``torch.manual_seed(seed)``, then a fresh model), so two
+    methods that reach the same widths (ThiNet and channel pruning at one ratio for every layer) would train it
+    twice, bit for bit; the second one's record is a copy that names the first (``shared_from``)."""
+    for path in sorted(out.glob(f"{cfg.data.dataset}-{cfg.profile}-*-{regime}-s{seed}.json")):
+        rec = read_record(path)
+        if (rec is None or file_format(rec) not in READABLE_FORMATS or rec.get("regime") != regime
+                or rec.get("seed") != seed or "dense_params" in rec.get("model", {})):
+            continue
+        other = RunConfig.from_dict(rec["config"])
+        if (other.prune.method != cfg.prune.method and rec["model"]["arch"] == cfg.arch
+                and rec["model"]["widths"] == widths and rec["metrics"].get("epochs") == epochs
+                and dataclasses.replace(other, prune=cfg.prune, seeds=cfg.seeds) == cfg):
+            return rec
+    return None
 
 
 def control_config(cfg: RunConfig, control: str | None) -> RunConfig | None:

@@ -135,7 +135,9 @@ def load_records(paths: Iterable[Path] | Path | str):
             flops=r["model"]["flops"], widths=r["model"]["widths"], device=r["provenance"]["device"],
             wall_time_s=r["provenance"]["wall_time_s"], sparsity=r["model"].get("sparsity"),
             # which large model: "unpruned" (plain training) or a method's own training, e.g. "slimming-l1e-05"
-            baseline_tag=r.get("baseline_tag", "unpruned"), record=r))
+            baseline_tag=r.get("baseline_tag", "unpruned"),
+            # a scratch run trained once for two methods of the same widths: the run whose training this is
+            shared_from=r.get("shared_from"), record=r))
     df = pd.DataFrame(rows)
     df.attrs["unreadable"] = unreadable
     if unreadable:

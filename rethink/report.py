@@ -37,7 +37,20 @@ def caption(df: pd.DataFrame) -> str:
     profile and device (``df``: the records behind the table), and what the paper's rows are."""
     return (f"Rows marked *ours*: {sources(df) or 'no runs'}; `runs` = seeds per row. Rows marked *paper*: the published "
             f"numbers under the paper's own protocol (full data, full width, its epochs) on the dataset named; "
-            f"`runs` = its runs per number; (u) = not yet checked against the paper's text.")
+            f"`runs` = its runs per number; (u) = not yet checked against the paper's text." + _shared_note(df))
+
+
+def _shared_note(df: pd.DataFrame) -> str:
+    """" The Scratch-E/B runs of channel-pruning are thinet's (...)." where scratch runs were trained once for two
+    methods that reach the same widths; "" otherwise."""
+    if "shared_from" not in df or df.shared_from.isna().all():
+        return ""
+    method_of = dict(zip(df.run_id, df.method))
+    pairs = sorted({(m, method_of.get(src, f"run {src}"))
+                    for m, src in zip(df.method, df.shared_from) if isinstance(src, str)})
+    said = "; ".join(f"those of {m} are {o}'s" for m, o in pairs)
+    return (f" Scratch runs that two methods share ({said}) were trained once: a scratch model inherits only its "
+            f"widths, and with the same widths, seed and schedule it is the same training.")
 
 
 # the order of the paper's sections and tables: predefined methods, automatic ones, unstructured; VGG before ResNet
@@ -292,8 +305,11 @@ def run_time_table(df: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows).set_index("model")
     cols = [c for c in table if c.endswith("(min)")]
     table[cols] = table[cols].astype("Float64")  # a regime a method does not run: blank, not NaN
+    shared = ("shared_from" in df and df.shared_from.notna().any())
     table.attrs["caption"] = (f"Wall time in minutes, summed over the seeds ({sources(df)}); a large model shared by two "
-                              f"rows (e.g. ResNet-56-A and -B) is counted in each.")
+                              f"rows (e.g. ResNet-56-A and -B) is counted in each"
+                              + (", and so is a scratch run that two methods share (same widths, seed and schedule: "
+                                 "trained once)." if shared else "."))
     return table
 
 

@@ -154,3 +154,27 @@ def test_regimes_can_run_apart(tmp_path, fashion_root):
     from rethink.config import ConfigError
     with pytest.raises(ConfigError, match="unknown regime"):
         run_experiment(cfg, progress=False, regimes=("scratch-x",))
+
+
+def test_scratch_runs_of_the_same_widths_are_trained_once(tmp_path, fashion_root, monkeypatch):
+    # L1-norm and ThiNet at one ratio for every layer reach the same widths: their scratch models are the same
+    # training (same seed, same fresh model, same schedule), so the second method's records name the first's
+    first = run_experiment(tiny(tmp_path, fashion_root, seeds=[0]), progress=False)
+    real_train, calls = experiment.train, []
+    monkeypatch.setattr(experiment, "train", lambda model, *a, desc="", **k: calls.append(desc) or
+                        real_train(model, *a, desc=desc, **k))
+    thinet = run_experiment(tiny(tmp_path, fashion_root, seeds=[0], method="thinet"), progress=False)
+    assert thinet[1]["model"]["widths"] == first[1]["model"]["widths"]
+    assert [c.split()[0] for c in calls] == ["fine-tune"]  # only what pruning differently changes
+    for mine, theirs in zip(thinet[2:], first[2:]):
+        assert mine["shared_from"] == theirs["run_id"] and mine["metrics"] == theirs["metrics"]
+        assert "thinet" in mine["run_id"] and mine["config"]["prune"]["method"] == "thinet"
+        on_disk = json.loads((tmp_path / "runs" / "records" / f"{mine['run_id']}.json").read_text())
+        assert on_disk["shared_from"] == theirs["run_id"]
+    # another seed, or other widths, is another training
+    calls.clear()
+    run_experiment(tiny(tmp_path, fashion_root, seeds=[1], method="thinet"), progress=False)
+    assert [c.split()[0] for c in calls][-3:] == ["fine-tune", "scratch-e", "scratch-b"]  # (after its baseline)
+    calls.clear()
+    run_experiment(tiny(tmp_path, fashion_root, seeds=[0], method="thinet", prune_ratio=0.25), progress=False)
+    assert [c.split()[0] for c in calls] == ["fine-tune", "scratch-e", "scratch-b"]

@@ -96,6 +96,21 @@ def test_run_time_table_sums_minutes_per_regime_and_names_its_source():
     assert "fashion-mnist, book profile, cpu" in t.attrs["caption"]
 
 
+def test_captions_say_which_scratch_runs_two_methods_share():
+    from rethink.report import caption, run_time_table
+
+    def row(run_id, method, regime, shared_from=None):
+        return dict(run_id=run_id, regime=regime, seed=0, wall_time_s=60, dataset="fashion-mnist", profile="book",
+                    device="cpu", arch="vgg16", method=method, variant=None, prune_ratio=0.5,
+                    baseline_tag="unpruned", shared_from=shared_from)
+    df = pd.DataFrame([row("t-e", "thinet", "scratch-e"), row("c-e", "channel-pruning", "scratch-e", "t-e")])
+    assert "those of channel-pruning are thinet's" in caption(df) and "trained once" in caption(df)
+    assert "scratch run that two methods share" in run_time_table(df).attrs["caption"]
+    alone = df.iloc[:1]
+    assert "trained once" not in caption(alone)
+    assert "two methods share" not in run_time_table(alone).attrs["caption"]
+
+
 def test_an_empty_result_table_still_says_what_it_is():
     t = result_table(pd.DataFrame())
     assert t.empty and "No runs" in t.attrs["caption"]
