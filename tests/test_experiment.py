@@ -171,6 +171,11 @@ def test_scratch_runs_of_the_same_widths_are_trained_once(tmp_path, fashion_root
         assert "thinet" in mine["run_id"] and mine["config"]["prune"]["method"] == "thinet"
         on_disk = json.loads((tmp_path / "runs" / "records" / f"{mine['run_id']}.json").read_text())
         assert on_disk["shared_from"] == theirs["run_id"]
+    # the claim behind the sharing: trained apart (another folder: no twin there), ThiNet's scratch runs are L1's
+    apart = run_experiment(tiny(tmp_path, fashion_root, seeds=[0], method="thinet",
+                                output_dir=str(tmp_path / "apart")), progress=False)
+    assert [r["metrics"]["curve"] for r in apart[2:]] == [r["metrics"]["curve"] for r in first[2:]]
+    assert "shared_from" not in apart[2]
     # another seed, or other widths, is another training
     calls.clear()
     run_experiment(tiny(tmp_path, fashion_root, seeds=[1], method="thinet"), progress=False)
