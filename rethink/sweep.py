@@ -532,6 +532,18 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary) -> list[_Task]:
     return tasks
 
 
+def _how_far(task: _Task, cached: set) -> str:
+    """" (5 of 12 records, 1 of 3 large models cached)" for a dry run's list of what is left of a run; "" for a run
+    that leaves no records (kind notebook)."""
+    records = task.spec.get("records") or []
+    if not records:
+        return ""
+    have = sum((Path(task.spec["cwd"]) / r).exists() for r in records)
+    deps = list(dict.fromkeys(task.deps))
+    return (f" ({have} of {len(records)} records, {sum(d in cached for d in deps)} of {len(deps)} large models "
+            f"cached)")
+
+
 def _gpu_slots(jobs: int, gpus_per_run: Optional[float]) -> tuple[list, int]:
     """(one GPU id per parallel slot or [None]*jobs on CPU, number of slots)."""
     try:
@@ -699,7 +711,8 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
     tasks = _tasks(runs, baselines, summary)
     n_runs = sum(t.kind == "run" for t in tasks)
     if dry_run:
-        summary.pending = [t.label for t in tasks if t.kind == "run"]
+        cached = {t.key for t in tasks if t.kind == "baseline" and t.cached}
+        summary.pending = [t.label + _how_far(t, cached) for t in tasks if t.kind == "run"]
         return summary
     from .paths import check_run_paths
     for root in sorted({str(r.parameters.get("data_root") or "") for r in runs}):  # before any training

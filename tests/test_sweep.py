@@ -140,6 +140,19 @@ def test_every_book_grid_names_an_existing_notebook_and_expands():
         assert not [r.error for r in runs if r.error], path
 
 
+def test_a_dry_run_says_how_far_each_run_is(tmp_path, fashion_root):
+    out = tmp_path / "tiny"
+    runs = expand(load_grid(TINY), output_dir=str(out), overrides={"data_root": fashion_root}, cwd=ROOT)[0]
+    first = Path(runs[0].cwd) / runs[0].records[-1]  # one record of resnet56-a already written
+    first.parent.mkdir(parents=True)
+    first.write_text("{}")
+    summary = sweep(TINY, output_dir=str(out), overrides={"data_root": fashion_root}, dry_run=True)
+    n = len(runs[0].records)
+    assert summary.pending == [f"resnet56-a (1 of {n} records, 0 of 1 large models cached)",
+                               f"resnet56-b (0 of {n} records, 0 of 1 large models cached)"]
+    assert not list(out.rglob("*.ipynb"))  # a dry run runs nothing
+
+
 def test_invalid_parameters_fail_that_run_only(tmp_path):
     g = write_grid(tmp_path, notebook=str(ROOT / "notebooks" / "scratch_vs_finetune.ipynb"), kind="experiment",
                    name="{arch}", parameters=dict(profile="smoke", dataset="fashion-mnist"),
