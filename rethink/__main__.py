@@ -111,7 +111,7 @@ def _add_config_args(run) -> None:
                      help="only these regimes (fine-tune scratch-e scratch-b), e.g. fine-tune while the large "
                           "models are in the cache; default: all")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.add_argument("--amp", help="auto | off | bf16: autocast of forward passes (auto: bf16 on CUDA, off on CPU)")
+    run.add_argument("--amp", help="auto | off | bf16: autocast of forward passes (auto: bf16 on CUDA and on CPUs with bf16 instructions, AVX-512 BF16 or AMX; else off)")
     run.add_argument("--warmup-epochs", type=int, help="first epochs at lr / 10 (He et al.'s ResNet-110 warm-up)")
     run.add_argument("--compile", help="off | default | reduce-overhead | max-autotune: torch.compile (default off)")
 

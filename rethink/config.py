@@ -31,7 +31,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "book": dict(n_seeds=3, epochs=30, finetune_epochs=8, batch_size=64, train_subset=10000, test_subset=None,
                  width_mult=0.5,
                  # VGG: x0.25 trains 2.8x faster than x0.5 here, ample for 10 classes of 32x32 grey images; at 30
-                 # epochs VGG-16 gained 1.7+ points from 2x the epochs (not converged), so it trains 60 (fine-tune 15)
+                 # epochs VGG-16 gained 2.5 points from 2x the epochs (not converged), so it trains 60 (fine-tune 15)
                  per_arch={"vgg": dict(width_mult=0.25, epochs=60, finetune_epochs=15),
                            # torch.compile doubles the CIFAR ResNets' training speed here (bf16 alone: none), while
                            # it slows VGG down: book/perf/throughput-cpu-book.md
