@@ -45,9 +45,14 @@ def _shared_note(df: pd.DataFrame) -> str:
     methods that reach the same widths; "" otherwise."""
     if "shared_from" not in df or df.shared_from.isna().all():
         return ""
-    method_of = dict(zip(df.run_id, df.method))
-    pairs = sorted({(m, method_of.get(src, f"run {src}"))
-                    for m, src in zip(df.method, df.shared_from) if isinstance(src, str)})
+    from .prune import list_methods
+    methods = list_methods()
+
+    def method_of(run_id: str, dataset: str, profile: str) -> str:  # run ids: <dataset>-<profile>-<method>-...
+        rest = run_id.removeprefix(f"{dataset}-{profile}-")
+        return max((m for m in methods if rest.startswith(f"{m}-")), key=len, default=f"run {run_id}")
+    pairs = sorted({(m, method_of(src, d, p)) for m, src, d, p in zip(df.method, df.shared_from, df.dataset, df.profile)
+                    if isinstance(src, str)})
     said = "; ".join(f"those of {m} are {o}'s" for m, o in pairs)
     return (f" Scratch runs that two methods share ({said}) were trained once: a scratch model inherits only its "
             f"widths, and with the same widths, seed and schedule it is the same training.")

@@ -103,9 +103,11 @@ def test_captions_say_which_scratch_runs_two_methods_share():
         return dict(run_id=run_id, regime=regime, seed=0, wall_time_s=60, dataset="fashion-mnist", profile="book",
                     device="cpu", arch="vgg16", method=method, variant=None, prune_ratio=0.5,
                     baseline_tag="unpruned", shared_from=shared_from)
-    df = pd.DataFrame([row("t-e", "thinet", "scratch-e"), row("c-e", "channel-pruning", "scratch-e", "t-e")])
+    source = "fashion-mnist-book-thinet-vgg16-p0.5-scratch-e-s0"
+    df = pd.DataFrame([row(source, "thinet", "scratch-e"), row("c-e", "channel-pruning", "scratch-e", source)])
     assert "those of channel-pruning are thinet's" in caption(df) and "trained once" in caption(df)
     assert "scratch run that two methods share" in run_time_table(df).attrs["caption"]
+    assert "those of channel-pruning are thinet's" in caption(df.iloc[1:])  # the source's record not in the table
     alone = df.iloc[:1]
     assert "trained once" not in caption(alone)
     assert "two methods share" not in run_time_table(alone).attrs["caption"]
