@@ -13,13 +13,13 @@ import pandas as pd
 # The papers' claims and the evidence the papers give (PAPERS.md); which of our records speak to each.
 CLAIMS = (
     dict(key="predefined", paper="Liu et al. 2019",
-         claim="Predefined structured pruning (L1-norm): the pruned model trained from scratch is on par with or "
-               "better than the fine-tuned one",
+         claim="Predefined structured pruning (L1-norm, ThiNet, regression-based channel pruning): the pruned "
+               "model trained from scratch is on par with or better than the fine-tuned one",
          evidence="Table 1: VGG-16-A, ResNet-56-A/B, ResNet-110-A/B on CIFAR-10, mean ± std of 5 runs; ResNet-34-A/B "
-                  "on ImageNet, 1 run",
+                  "on ImageNet, 1 run; ThiNet's and channel pruning's published ImageNet architectures, Scratch-B, 1 run",
          methods=("l1-norm", "thinet", "channel-pruning")),
     dict(key="automatic", paper="Liu et al. 2019",
-         claim="Automatic structured pruning (Network Slimming, SFP): the same holds for the architectures such "
+         claim="Automatic structured pruning (Network Slimming, SFP, Sparse Structure Selection): the same holds for the architectures such "
                "methods find",
          evidence="Table 4: Network Slimming on VGG-19, PreResNet-164, DenseNet-40, CIFAR-10/100; SFP on the "
                   "CIFAR ResNets",
