@@ -172,7 +172,9 @@ def control_verdicts(df: pd.DataFrame, metric: str = "best_acc") -> pd.DataFrame
 def plot_forest(table: pd.DataFrame, title: str = ""):
     """The differences of ``verdicts`` at a glance: one line per pruned model and comparison, ours (dot, 95 %
     interval) and the paper's (diamond, Welch interval) side by side, 0 marked."""
-    t = table.iloc[::-1].reset_index(drop=True)  # first row on top
+    # a comparison with no paired seed and no paper number has nothing to draw (e.g. a row fine-tuned only so far)
+    shown = (table.n > 0) | (table.paper_diff.notna() if "paper_diff" in table else False)
+    t = table[shown].iloc[::-1].reset_index(drop=True)  # first row on top
     fig, ax = plt.subplots(figsize=(7.5, 1.9 + 0.42 * len(t)))
     y = list(range(len(t)))
     num = lambda v: float(v) if v is not None and v == v else math.nan  # noqa: E731 (None/NaN -> NaN)
@@ -195,8 +197,9 @@ def plot_forest(table: pd.DataFrame, title: str = ""):
     ax.set_xlim(min(xs) - pad, max(xs) + pad)
     ax.set_ylim(-0.7, len(t) - 0.3)
     ax.axvline(0, color="grey", lw=0.8)
-    labels = [f"{m}: {c.split(' - ')[0]}" + (f" (n={n})" if n < 2 else "")
-              for m, c, n in zip(t.model, t.comparison, t.n)]
+    # a published variant names its method's row (vgg16-a); "vgg16 p=0.5" may be ThiNet's or channel pruning's
+    labels = [("" if meth == "l1-norm" else f"{meth} ") + f"{m}: {c.split(' - ')[0]}" + (f" (n={n})" if n < 2 else "")
+              for m, meth, c, n in zip(t.model, t.method, t.comparison, t.n)]
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("accuracy difference to fine-tuning (points); right of 0: scratch better")
     ax.set_title(title, fontsize=10)

@@ -74,6 +74,14 @@ def test_forest_plot_has_a_line_per_comparison():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["vgg16-a: Scratch-B", "vgg16-a: Scratch-E"]
     assert len(ax.containers) == 2  # ours and the paper's error bars
+    # two methods at the same widths are told apart; a comparison with nothing to draw is left out
+    thinet = _records({"baseline": [91.0, 89.0], "fine-tune": [90.0, 88.0], "scratch-e": [89.0, 88.5],
+                       "scratch-b": [91.0, 89.5]}, variant=None).assign(method="thinet", prune_ratio=0.5)
+    unpaired = _records({"baseline": [91.0], "fine-tune": [90.0]}, variant=None).assign(method="sss", prune_ratio=0.3)
+    ax = plot_forest(verdicts(pd.concat([df, thinet, unpaired]))).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert "thinet vgg16 p=0.5: Scratch-B" in labels and "vgg16-a: Scratch-B" in labels
+    assert not [t for t in labels if "sss" in t]
 
 
 def test_the_sentence_is_chosen_from_the_records():
