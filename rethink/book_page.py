@@ -7,6 +7,7 @@ run pages of one template do not share one H1, and a reader sees results first a
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -90,6 +91,21 @@ def set_rerun_box(nb, commands: list[str]) -> None:
     nb.cells.insert(first_md + 1, cell)
 
 
+def unique_figure_names(nb, page: str) -> None:
+    """Prefix every figure label (``mystnb.figure.name``) with the page's name, and references to it in the page's
+    markdown: each run page is an execution of the same notebook, and Sphinx wants a label once per book."""
+    renamed = {}
+    for cell in nb.cells:
+        fig = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
+        name = fig.get("name")
+        if name and not name.startswith(f"{page}-"):
+            renamed[name] = fig["name"] = f"{page}-{name}"
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for old, new in renamed.items():
+                cell.source = cell.source.replace(f"`{old}`", f"`{new}`")
+
+
 def papermill_command(nb, path: Path) -> Optional[str]:
     """The papermill command that made an executed notebook, from the parameters papermill stored in it."""
     pm = nb.metadata.get("papermill", {})
@@ -121,6 +137,8 @@ def make_book_page(path: str | Path, title: Optional[str] = None, commands: Opti
         command = papermill_command(nb, path)
         commands = [command] if command else None
     hide_code(nb)
+    # the page's name (the sweep writes "<name>.ipynb.part" first), as a label prefix: letters, digits, hyphens
+    unique_figure_names(nb, re.sub(r"[^A-Za-z0-9-]", "-", path.name.removesuffix(".part").removesuffix(".ipynb")))
     if title:
         set_title(nb, title)
     if commands:

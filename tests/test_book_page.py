@@ -31,6 +31,23 @@ def test_a_page_gets_its_title_a_rerun_box_and_hidden_code(tmp_path):
     assert tags == [["parameters", "hide-cell"], ["injected-parameters", "hide-cell"], ["hide-input"]]
 
 
+def test_figure_labels_are_made_unique_per_page(tmp_path):
+    # every run page is an execution of the same notebook: its figure labels would clash across the book
+    pages = []
+    for name in ("vgg16-a.ipynb", "thinet-vgg16-p0.5.ipynb.part"):
+        path = _notebook(tmp_path / name)
+        nb = nbformat.read(str(path), as_version=4)
+        nb.cells[3].metadata["mystnb"] = {"figure": {"name": "fig-widths", "caption": "Widths"}}
+        nb.cells[0].source += "\n\nSee {numref}`fig-widths`."
+        nbformat.write(nb, str(path))
+        make_book_page(path, "A page")
+        make_book_page(path, "A page")  # twice: prefixed once
+        pages.append(nbformat.read(str(path), as_version=4))
+    names = [nb.cells[-1].metadata["mystnb"]["figure"]["name"] for nb in pages]
+    assert names == ["vgg16-a-fig-widths", "thinet-vgg16-p0-5-fig-widths"]
+    assert "{numref}`vgg16-a-fig-widths`" in pages[0].cells[0].source
+
+
 def test_titles_come_from_the_toc(tmp_path):
     toc = tmp_path / "_toc.yml"
     toc.write_text("format: jb-book\nroot: book/intro\nparts:\n  - caption: A\n    chapters:\n"
