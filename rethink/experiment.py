@@ -188,6 +188,8 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
         pruned_info = _model_info(result.model, info, sparse=bool(result.masks))
         hooks = result.hooks()  # e.g. masks kept at zero (unstructured pruning); none for structured methods
         epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"], cfg.data.dataset)
+        base_ref = dict(flops=base_info["flops"], params=base_info["params"], widths=base_info["widths"], cached=cached)
+        report = dict(report=result.report) if result.report else {}
         for regime in own if regimes is None else [r for r in own if r in regimes]:
             path = out / f"{run_id(cfg, regime, seed)}.json"
             rec = read_record(path) if resume else None
@@ -198,25 +200,26 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
                     and rec["model"]["widths"] == result.widths):
                 records.append(rec)  # finished earlier with the same settings: reuse
                 continue
-            schedule = None if regime == "fine-tune" else schedule_for(
-                cfg, cfg.train.epochs if regime == "scratch-e" else epochs_b)
-            twin = None if schedule is None or result.masks else scratch_twin(out, cfg, regime, seed, result.widths,
-                                                                                schedule.epochs)
+            if regime == "fine-tune":
+                schedule = Schedule(cfg.train.finetune_epochs, cfg.train.finetune_lr, (), cfg.train.momentum,
+                                    cfg.train.weight_decay)
+            else:
+                schedule = schedule_for(cfg, cfg.train.epochs if regime == "scratch-e" else epochs_b)
+            # what a record of this run says of itself, whether trained here or shared
+            ours = dict(run_id=path.stem, regime=regime, seed=seed, config=cfg.to_dict(), model=pruned_info,
+                        baseline=base_ref, baseline_tag=tag)
+            twin = None if regime == "fine-tune" or result.masks else scratch_twin(out, cfg, regime, seed,
+                                                                                      result.widths, schedule.epochs)
             if twin is not None:  # the same training under another method's name: reuse it, say whose it is
-                rec = dict(twin, run_id=path.stem, config=cfg.to_dict(), model=pruned_info, baseline_tag=tag,
-                           baseline=dict(flops=base_info["flops"], params=base_info["params"],
-                                         widths=base_info["widths"], cached=cached),
+                rec = dict(twin, **ours, shared_from=twin.get("shared_from", twin["run_id"]),
                            prune=dict(clamped=result.clamped, trained_sparsity=twin["prune"]["trained_sparsity"],
-                                      **(dict(report=result.report) if result.report else {})),
-                           shared_from=twin.get("shared_from", twin["run_id"]))
+                                      **report))
                 write_record(rec, path)
                 records.append(rec)
                 continue
             t0 = time.time()
             if regime == "fine-tune":
                 model = copy.deepcopy(result.model)
-                schedule = Schedule(cfg.train.finetune_epochs, cfg.train.finetune_lr, (), cfg.train.momentum,
-                                    cfg.train.weight_decay)
             else:
                 torch.manual_seed(seed)
                 model = result.init_scratch(build_model(cfg, info, result.widths))
@@ -224,13 +227,9 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             metrics = train(model, train_loader, test_loader, schedule, progress=progress,
                             desc=f"{regime} {cfg.prune.variant or cfg.arch} seed {seed}", perf=cfg.perf,
                             after_backward=hooks.after_backward, on_epoch_end=hooks.on_epoch_end)
-            rec = dict(run_id=path.stem, regime=regime, seed=seed, config=cfg.to_dict(), metrics=metrics,
-                       model=pruned_info, baseline=dict(flops=base_info["flops"], params=base_info["params"],
-                                                        widths=base_info["widths"], cached=cached),
-                       baseline_tag=tag,
+            rec = dict(**ours, metrics=metrics,
                        # measured after training: a mask that did not hold would show here
-                       prune=dict(clamped=result.clamped, trained_sparsity=round(sparsity(model), 6),
-                                  **(dict(report=result.report) if result.report else {})),
+                       prune=dict(clamped=result.clamped, trained_sparsity=round(sparsity(model), 6), **report),
                        provenance=provenance(cfg.device, time.time() - t0))
             write_record(rec, path)
             records.append(rec)

@@ -40,10 +40,15 @@ def caption(df: pd.DataFrame) -> str:
             f"`runs` = its runs per number; (u) = not yet checked against the paper's text." + _shared_note(df))
 
 
+def _any_shared(df: pd.DataFrame) -> bool:
+    """Whether some records of ``df`` are scratch runs trained once for two methods (``shared_from``)."""
+    return "shared_from" in df and bool(df.shared_from.notna().any())
+
+
 def _shared_note(df: pd.DataFrame) -> str:
     """" The Scratch-E/B runs of channel-pruning are thinet's (...)." where scratch runs were trained once for two
     methods that reach the same widths; "" otherwise."""
-    if "shared_from" not in df or df.shared_from.isna().all():
+    if not _any_shared(df):
         return ""
     from .prune import list_methods
     methods = list_methods()
@@ -310,7 +315,7 @@ def run_time_table(df: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows).set_index("model")
     cols = [c for c in table if c.endswith("(min)")]
     table[cols] = table[cols].astype("Float64")  # a regime a method does not run: blank, not NaN
-    shared = ("shared_from" in df and df.shared_from.notna().any())
+    shared = _any_shared(df)
     table.attrs["caption"] = (f"Wall time in minutes, summed over the seeds ({sources(df)}); a large model shared by two "
                               f"rows (e.g. ResNet-56-A and -B) is counted in each"
                               + (", and so is a scratch run that two methods share (same widths, seed and schedule: "
