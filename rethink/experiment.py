@@ -3,7 +3,9 @@ Scratch-E | Scratch-B, for each seed, with one record per run.
 
 Baselines are cached as checkpoints keyed by everything that determines them (arch, widths, data, schedule,
 seed), so a second experiment on the same baseline (another variant, another method) reuses it.  Records of
-finished runs are reused too (``resume=True``), so an interrupted experiment continues where it stopped.
+finished runs are reused too (``resume=True``), so an interrupted experiment continues where it stopped; a seed
+whose records are all finished needs no large model at all, and the scratch runs of a predefined method need only
+its untrained initialisation, so neither retrains a large model that has left the cache.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .config import RunConfig
 from .data import DatasetInfo, get_loaders
 from .metrics import count_flops, count_params, layer_sparsity, sparsity
 from .models import default_widths, get_model, scale_widths
-from .prune import Hooks, baseline_training, get_method, method_kwargs, method_regimes
+from .prune import Hooks, baseline_training, get_method, is_predefined, method_kwargs, method_regimes
 from .records import FORMAT, READABLE_FORMATS, atomic_torch_save, file_format, provenance, read_record, write_record
 from .train import Schedule, train
 
@@ -154,7 +156,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
                    regimes: tuple | None = None) -> list[dict]:
     """Run the whole protocol for every seed of ``cfg``; returns the records (baseline and the three regimes).
     ``regimes`` runs only those of the method's regimes (e.g. ("fine-tune",) while the large models are cached;
-    a scratch run needs no large model, so it can come later on another machine)."""
+    a scratch run of a predefined method needs no trained large model, so it can come later on another machine)."""
     from .config import ConfigError
     from .paths import check_run_paths
     own = method_regimes(cfg.prune.method)
@@ -165,21 +167,32 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
     out = Path(cfg.output_dir) / "records"
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
     tag = baseline_tag(cfg)  # which large model: the same for every seed and regime
+    wanted = [r for r in own if regimes is None or r in regimes]
     records = []
     for seed in cfg.seeds:
+        done = _finished(out, cfg, seed, wanted) if resume else None
+        if done is not None:  # every record is here: the large model is not needed (it may have left the cache)
+            records += done
+            continue
         t0 = time.time()
-        base, base_metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
-        base_info = _model_info(base, info)
         path = out / f"{run_id(cfg, 'baseline', seed)}.json"
         rec = read_record(path) if resume else None
-        # rewritten when it is not this baseline's, or was written under other settings (the baseline is shared
-        # by every variant and seed list, so those two do not count)
-        if rec is None or file_format(rec) not in READABLE_FORMATS or rec["metrics"] != base_metrics or dataclasses.replace(
-                RunConfig.from_dict(rec["config"]), prune=cfg.prune, seeds=cfg.seeds) != cfg:
-            rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(), metrics=base_metrics,
-                       model=base_info, baseline_cached=cached, baseline_tag=tag,
-                       provenance=provenance(cfg.device, base_metrics.get("train_time_s", time.time() - t0)))
-            write_record(rec, path)
+        if ("fine-tune" not in wanted and is_predefined(cfg.prune.method) and not baseline_path(cfg, seed).exists()
+                and _same_baseline(rec, cfg)):
+            # scratch runs of a predefined method take only widths from pruning, and those follow from the ratios
+            # alone: the untrained large model gives them, and retraining the trained one (gone from the cache,
+            # its record here) would cost hours for nothing
+            base, weights_used = initial_model(cfg, info, seed), False
+            base_info = _model_info(base, info)
+        else:
+            base, base_metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
+            base_info, weights_used = _model_info(base, info), True
+            # rewritten when it is not this baseline's, or was written under other settings
+            if not _same_baseline(rec, cfg) or rec["metrics"] != base_metrics:
+                rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(),
+                           metrics=base_metrics, model=base_info, baseline_cached=cached, baseline_tag=tag,
+                           provenance=provenance(cfg.device, base_metrics.get("train_time_s", time.time() - t0)))
+                write_record(rec, path)
         records.append(rec)
 
         train_loader.reseed(seed)  # a method that samples training data (ThiNet) sees the same batches every time
@@ -188,16 +201,14 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
         pruned_info = _model_info(result.model, info, sparse=bool(result.masks))
         hooks = result.hooks()  # e.g. masks kept at zero (unstructured pruning); none for structured methods
         epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"], cfg.data.dataset)
-        base_ref = dict(flops=base_info["flops"], params=base_info["params"], widths=base_info["widths"], cached=cached)
-        report = dict(report=result.report) if result.report else {}
-        for regime in own if regimes is None else [r for r in own if r in regimes]:
+        base_ref = dict(flops=base_info["flops"], params=base_info["params"], widths=base_info["widths"],
+                        **(dict(cached=cached) if weights_used else dict(weights_used=False)))
+        # what the method measured on the trained weights (an untrained model's reconstruction errors mean nothing)
+        report = dict(report=result.report) if result.report and weights_used else {}
+        for regime in wanted:
             path = out / f"{run_id(cfg, regime, seed)}.json"
             rec = read_record(path) if resume else None
-            # a seed's record is the same whichever other seeds ran with it: the seed list does not count, so seeds
-            # run as separate processes (``run --seeds 1``) are reused by a run of all of them
-            if (rec is not None and file_format(rec) in READABLE_FORMATS
-                    and dataclasses.replace(RunConfig.from_dict(rec["config"]), seeds=cfg.seeds) == cfg
-                    and rec["model"]["widths"] == result.widths):
+            if _same_run(rec, cfg) and rec["model"]["widths"] == result.widths:
                 records.append(rec)  # finished earlier with the same settings: reuse
                 continue
             if regime == "fine-tune":
@@ -234,6 +245,31 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             write_record(rec, path)
             records.append(rec)
     return records
+
+
+def _same_baseline(rec: dict | None, cfg: RunConfig) -> bool:
+    """Whether ``rec`` is a readable baseline record written under ``cfg``'s settings (the baseline is shared by
+    every method setting and seed list, so those do not count)."""
+    return (rec is not None and file_format(rec) in READABLE_FORMATS
+            and dataclasses.replace(RunConfig.from_dict(rec["config"]), prune=cfg.prune, seeds=cfg.seeds) == cfg)
+
+
+def _same_run(rec: dict | None, cfg: RunConfig) -> bool:
+    """Whether ``rec`` is a readable record of a run under ``cfg``'s settings.  A seed's record is the same
+    whichever other seeds ran with it: the seed list does not count, so seeds run as separate processes
+    (``run --seeds 1``) are reused by a run of all of them."""
+    return (rec is not None and file_format(rec) in READABLE_FORMATS
+            and dataclasses.replace(RunConfig.from_dict(rec["config"]), seeds=cfg.seeds) == cfg)
+
+
+def _finished(out: Path, cfg: RunConfig, seed: int, regimes: list) -> list | None:
+    """The records of ``seed`` (its baseline, then ``regimes``) when every one is finished under ``cfg``'s
+    settings, else None.  All of them come from one trained large model, so they also agree on its widths."""
+    base = read_record(out / f"{run_id(cfg, 'baseline', seed)}.json")
+    runs = [read_record(out / f"{run_id(cfg, r, seed)}.json") for r in regimes]
+    if not _same_baseline(base, cfg) or not all(_same_run(r, cfg) for r in runs):
+        return None
+    return [base] + runs
 
 
 def scratch_twin(out: Path, cfg: RunConfig, regime: str, seed: int, widths: list, epochs: int) -> dict | None:

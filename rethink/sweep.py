@@ -517,7 +517,8 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary) -> list[_Task]:
             summary.skipped.append(run.name)
         else:
             todo.append(run)
-            needed.update(run.baselines)
+            if missing_records(run):  # with all its records, a run only remakes its page: no large model needed
+                needed.update(run.baselines)
     for name in sorted(needed):
         b = baselines[name]
         task = _Task(f"baseline:{name}", "baseline", dataclasses.asdict(b), [], f"baseline {name}",
@@ -526,8 +527,8 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary) -> list[_Task]:
             task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
         tasks.append(task)
     for run in todo:
-        tasks.append(_Task(f"run:{run.run_id}", "run", dataclasses.asdict(run),
-                           [f"baseline:{n}" for n in dict.fromkeys(run.baselines)], run.name,
+        deps = [f"baseline:{n}" for n in dict.fromkeys(run.baselines)] if missing_records(run) else []
+        tasks.append(_Task(f"run:{run.run_id}", "run", dataclasses.asdict(run), deps, run.name,
                            log_dir=run.state_dir))
     return tasks
 
@@ -540,6 +541,8 @@ def _how_far(task: _Task, cached: set) -> str:
         return ""
     have = sum((Path(task.spec["cwd"]) / r).exists() for r in records)
     deps = list(dict.fromkeys(task.deps))
+    if not deps:
+        return f" ({have} of {len(records)} records, no large model needed)"
     return (f" ({have} of {len(records)} records, {sum(d in cached for d in deps)} of {len(deps)} large models "
             f"cached)")
 

@@ -75,6 +75,34 @@ def test_second_run_reuses_baseline_and_finished_runs(tmp_path, fashion_root, mo
     assert moved[0]["provenance"]["wall_time_s"] == first[0]["metrics"]["train_time_s"] > 0
 
 
+def test_a_large_model_gone_from_the_cache_is_not_retrained_when_not_needed(tmp_path, fashion_root, monkeypatch):
+    cfg = tiny(tmp_path, fashion_root, seeds=[0], prune_ratio=0.5)
+    first = {r["regime"]: r for r in run_experiment(cfg, progress=False, regimes=("fine-tune",))}
+    experiment.baseline_path(cfg, 0).unlink()  # the cache did not survive
+    real_train, calls = experiment.train, []
+    monkeypatch.setattr(experiment, "train", lambda model, *a, desc="", **k: calls.append(desc) or
+                        real_train(model, *a, desc=desc, **k))
+    # L1-norm's widths follow from the ratios alone: the scratch runs take them from the untrained large model
+    scratch = {r["regime"]: r for r in run_experiment(cfg, progress=False, regimes=("scratch-e", "scratch-b"))}
+    assert [c.split()[0] for c in calls] == ["scratch-e", "scratch-b"]
+    assert not experiment.baseline_path(cfg, 0).exists()
+    assert scratch["baseline"]["metrics"] == first["baseline"]["metrics"]  # the record of the trained one, kept
+    sb = scratch["scratch-b"]
+    assert sb["model"]["widths"] == first["fine-tune"]["model"]["widths"]
+    assert sb["baseline"]["weights_used"] is False and "cached" not in sb["baseline"]
+    assert {k: sb["baseline"][k] for k in ("flops", "params", "widths")} == \
+        {k: first["fine-tune"]["baseline"][k] for k in ("flops", "params", "widths")}
+    # every record written: nothing is trained, not even the large model, by a rerun of the whole protocol
+    calls.clear()
+    again = run_experiment(cfg, progress=False)
+    assert calls == [] and [r["regime"] for r in again] == REGIMES
+    # a method whose widths come from the trained weights cannot do without it: the large model is retrained
+    calls.clear()
+    run_experiment(dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, method="magnitude")),
+                   progress=False, regimes=("scratch-e",))
+    assert calls[0].startswith("baseline")
+
+
 def test_corrupt_checkpoint_is_retrained(tmp_path, fashion_root):
     cfg = tiny(tmp_path, fashion_root, seeds=[5])
     run_experiment(cfg, progress=False)

@@ -153,6 +153,19 @@ def test_a_dry_run_says_how_far_each_run_is(tmp_path, fashion_root):
     assert not list(out.rglob("*.ipynb"))  # a dry run runs nothing
 
 
+def test_a_run_with_all_its_records_needs_no_large_model(tmp_path, fashion_root):
+    # re-executing a page whose records are all written must not retrain large models that left the cache
+    out = tmp_path / "tiny"
+    runs = expand(load_grid(TINY), output_dir=str(out), overrides={"data_root": fashion_root}, cwd=ROOT)[0]
+    for r in runs[0].records:
+        (Path(runs[0].cwd) / r).parent.mkdir(parents=True, exist_ok=True)
+        (Path(runs[0].cwd) / r).write_text("{}")
+    summary = sweep(TINY, output_dir=str(out), overrides={"data_root": fashion_root}, dry_run=True)
+    n = len(runs[0].records)
+    assert summary.pending == [f"resnet56-a ({n} of {n} records, no large model needed)",
+                               f"resnet56-b (0 of {n} records, 0 of 1 large models cached)"]
+
+
 def test_invalid_parameters_fail_that_run_only(tmp_path):
     g = write_grid(tmp_path, notebook=str(ROOT / "notebooks" / "scratch_vs_finetune.ipynb"), kind="experiment",
                    name="{arch}", parameters=dict(profile="smoke", dataset="fashion-mnist"),

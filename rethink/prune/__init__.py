@@ -5,6 +5,9 @@ What a method needs beyond pruning is declared, never special-cased by the exper
   carries ``method.training(arch, prune_config) -> Training``: hooks for the baseline phase and the settings that
   make that baseline different (part of its cache key);
 - a control that only fine-tunes (random-filters) declares ``regimes``;
+- a predefined method, whose widths follow from its ratios alone and not from the trained weights (L1-norm,
+  ThiNet, channel pruning: each layer keeps int(C(1-p)) filters), declares ``predefined = True``: its scratch
+  runs can take their widths from the untrained large model when the trained one has left the cache;
 - a method whose result is a mask (unstructured pruning) returns it in ``PruneResult.masks``; ``result.hooks()``
   keeps the masked weights at zero during fine-tuning and scratch training, and ``result.init_scratch(model)``
   re-initialises a scratch model for the mask;
@@ -108,6 +111,11 @@ def method_regimes(method: str) -> tuple:
     (a control whose scratch runs would repeat another method's, e.g. random-filters)."""
     from ..experiment import REGIMES
     return tuple(getattr(get_method(method), "regimes", REGIMES))
+
+
+def is_predefined(method: str) -> bool:
+    """Whether ``method``'s widths follow from its settings alone, whatever the weights (``predefined = True``)."""
+    return bool(getattr(get_method(method), "predefined", False))
 
 
 def needs_data(method: str) -> bool:

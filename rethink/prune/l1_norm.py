@@ -80,3 +80,6 @@ def l1_norm(model: nn.Module, variant: str | None = None, prune_ratio: float | N
     keep, clamped = select_layerwise(scores, ratios, {lid: layers[lid].conv for lid in scores})
     pruned = prune_filters(model, keep)
     return PruneResult(model=pruned, widths=list(pruned.widths), keep=keep, clamped=clamped)
+
+
+l1_norm.predefined = True  # widths from the ratios alone (see rethink.prune)

@@ -119,3 +119,6 @@ def channel_pruning(model: nn.Module, variant: Optional[str] = None, prune_ratio
             cw.copy_(w_new.T.reshape(cw.shape).to(cw.dtype))
         return kept, update, row
     return prune_layer_by_layer(model, variant, prune_ratio, ratios, refit)
+
+
+channel_pruning.predefined = True  # widths from the ratios alone (see rethink.prune)

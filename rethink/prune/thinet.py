@@ -85,3 +85,6 @@ def thinet(model: nn.Module, variant: Optional[str] = None, prune_ratio: Optiona
             cw.mul_(w.to(cw.dtype).to(cw.device).view((1, -1) + (1,) * (cw.dim() - 2)))
         return kept, update, row
     return prune_layer_by_layer(model, variant, prune_ratio, ratios, refit)
+
+
+thinet.predefined = True  # widths from the ratios alone (see rethink.prune)
