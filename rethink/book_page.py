@@ -83,9 +83,10 @@ def set_rerun_box(nb, commands: list[str]) -> None:
     """A tip box after the title cell with the exact commands that remake this page."""
     nb.cells = [c for c in nb.cells if RERUN_MARK not in c.get("metadata", {}).get("tags", [])]
     body = "\n".join(commands)
-    cell = nbformat.v4.new_markdown_cell(f":::{{tip}} Re-run this page\n```bash\n{body}\n```\n"
-                                         f"Finished runs are reused from their records; `--restart` or deleting "
-                                         f"them retrains.\n:::")
+    # a page the sweep made trains models; one that only reads records (the results page) has nothing to reuse
+    reuse = ("Finished runs are reused from their records; deleting them retrains.\n"
+             if any(" rethink sweep " in c for c in commands) else "")
+    cell = nbformat.v4.new_markdown_cell(f":::{{tip}} Re-run this page\n```bash\n{body}\n```\n{reuse}:::")
     cell.metadata["tags"] = [RERUN_MARK]
     first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
     nb.cells.insert(first_md + 1, cell)
@@ -112,9 +113,11 @@ def papermill_command(nb, path: Path) -> Optional[str]:
     source, params = pm.get("input_path"), pm.get("parameters")
     if not source or params is None:
         return None
-    with contextlib.suppress(ValueError):  # a path under the working folder, as a reader would type it
+    output = path.name
+    with contextlib.suppress(ValueError):  # paths under the working folder, as a reader would type them
         source = str(Path(source).resolve().relative_to(Path.cwd()))
-    return papermill_line(source, path.name, params)
+        output = str(path.resolve().relative_to(Path.cwd()))
+    return papermill_line(source, output, params)
 
 
 def papermill_line(notebook, output, params: dict) -> str:

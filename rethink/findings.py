@@ -31,14 +31,15 @@ CLAIMS = (
          methods=("magnitude",)),
 )
 STUDIES = (
-    dict(paper="Liu et al. 2019", folder="lottery",
+    dict(paper="Liu et al. 2019", folder="lottery", records="*-{profile}-*.json",
          claim="Lottery ticket: at the optimal lr 0.1 the winning ticket is no better than a random initialisation",
          evidence="Iterative magnitude pruning, VGG and ResNet on CIFAR-10, lr 0.1 vs 0.01"),
-    dict(paper="Liu et al. 2019", folder="arch_search",
+    dict(paper="Liu et al. 2019", folder="arch_search", records="*-{profile}-*.json",
          claim="Pruning as architecture search: slimming-found widths trained from scratch beat a uniformly "
                "narrowed network of the same FLOPs",
          evidence="Network Slimming on VGG-19 / PreResNet / DenseNet, CIFAR"),
-    dict(paper="Huang et al. 2021", folder="criteria",
+    # the criteria folder also holds the weight-distribution records, which test a premise, not this claim
+    dict(paper="Huang et al. 2021", folder="criteria", records="*-{profile}-criteria-*.json",
          claim="L1, L2, geometric-median and Fermat criteria rank the filters of a layer almost identically",
          evidence="Spearman correlations near 1 per layer, VGG-16 and ResNet on CIFAR-10 and ImageNet"),
 )
@@ -54,11 +55,15 @@ def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
     worse = int((decided.verdict == "scratch worse").sum())
     better = int((decided.verdict == "scratch better").sum())
     n = len(decided)
-    models = decided.model.nunique()
+    models = len(set(zip(decided.method, decided.model)))  # two methods may reach the same widths (label)
     seeds = f"{int(decided.n.min())}-{int(decided.n.max())}" if decided.n.min() != decided.n.max() else str(
         int(decided.n.min()))
     ours = (f"{models} pruned model(s), {n} comparisons (Scratch-E/B - fine-tuned, {seeds} seeds each): "
             f"{better} scratch better, {n - better - worse} on par, {worse} scratch worse")
+    shared = int(decided.shared.fillna(False).astype(bool).sum()) if "shared" in decided else 0
+    if shared:
+        ours += (f" ({shared} of them compare with scratch runs shared with another method of the same widths: "
+                 "not independent evidence)")
     if worse == 0:
         return "supported", ours
     if worse == n:
@@ -107,7 +112,7 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
                                             zip(rows.dataset, rows.profile, rows.device)}))
         out.append(dict(paper=c["paper"], claim=c["claim"], paper_evidence=c["evidence"], ours=ours, verdict=verdict))
     for s in STUDIES:
-        records = sorted(Path(book_dir, s["folder"], "records").glob(f"*-{profile}-*.json"))
+        records = sorted(Path(book_dir, s["folder"], "records").glob(s["records"].format(profile=profile)))
         ours = (f"{len(records)} record(s) on the {profile} profile; see its chapter" if records else
                 f"not yet re-run on the {profile} profile (its chapter shows an earlier short-profile run)")
         out.append(dict(paper=s["paper"], claim=s["claim"], paper_evidence=s["evidence"], ours=ours,

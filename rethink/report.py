@@ -35,7 +35,7 @@ def _source(dataset, profile, device, n) -> str:
 def caption(df: pd.DataFrame) -> str:
     """What a result table's rows rest on, said once above it rather than on every row: our runs' dataset,
     profile and device (``df``: the records behind the table), and what the paper's rows are."""
-    return (f"Rows marked *ours*: {sources(df) or 'no runs'}; `runs` = seeds per row. Rows marked *paper*: the published "
+    return (f"Rows marked *ours*: {sources(df) or 'no runs'}; `runs` = seeds per row (per regime where they differ; the differences pair the seeds that have both). Rows marked *paper*: the published "
             f"numbers under the paper's own protocol (full data, full width, its epochs) on the dataset named; "
             f"`runs` = its runs per number; (u) = not yet checked against the paper's text." + _shared_note(df))
 
@@ -103,9 +103,18 @@ DIFFERENCES = (("scratch-e", "E − FT"), ("scratch-b", "B − FT"))
 
 
 def _differences(means: dict) -> dict:
-    """Scratch-E and Scratch-B minus fine-tuned, in points, from the mean of each regime ("–" where one lacks)."""
+    """The paper's rows: Scratch-E and Scratch-B minus fine-tuned, in points, from the published means ("–" where
+    one lacks)."""
     return {label: (f"{means[reg] - means['fine-tune']:+.2f}" if reg in means and "fine-tune" in means else "–")
             for reg, label in DIFFERENCES}
+
+
+def _paired_diff(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> str:
+    """Ours: ``a`` minus ``b`` in points ("+0.45"), the mean over the seeds that have both (paired by seed, as the
+    verdicts are: a regime with fewer seeds so far is not set against the other seeds' runs); "–" where none has."""
+    a, b = a.set_index("seed")[metric], b.set_index("seed")[metric]
+    both = a.index.intersection(b.index)
+    return f"{(a[both] - b[both]).mean():+.2f}" if len(both) else "–"
 
 
 def _cell(runs: pd.DataFrame, metric: str) -> str:
@@ -149,16 +158,15 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         for regime in COLUMNS[1:]:
             row[LABELS[regime]] = _cell(g[g.regime == regime], metric)
         ok = g[g.run_flag.isna()]
-        row.update(_differences({reg: ok[ok.regime == reg][metric].mean() for reg in COLUMNS[1:]
-                                 if len(ok[ok.regime == reg])}))
+        row.update({label: _paired_diff(ok[ok.regime == reg], ok[ok.regime == "fine-tune"], metric)
+                    for reg, label in DIFFERENCES})
         for control, (label, diff_label) in CONTROLS.items():  # same large model, widths and data
             c = controls[(controls.method == control) & (controls.baseline_tag == tag)]
             for f in ("dataset", "profile", "device", "arch", "variant", "prune_ratio"):
                 c = c[c[f].isna()] if pd.isna(d[f]) else c[c[f] == d[f]]
             if len(c):
                 row[label] = _cell(c, metric)
-                ft, rc = ok[ok.regime == "fine-tune"][metric], c[c.run_flag.isna()][metric]
-                row[diff_label] = f"{ft.mean() - rc.mean():+.2f}" if len(ft) and len(rc) else "–"
+                row[diff_label] = _paired_diff(ok[ok.regime == "fine-tune"], c[c.run_flag.isna()], metric)
         # one number; a range where seeds pruned to different FLOPs (slimming's global threshold, magnitude)
         epochs = sorted({int(e) for e in g[g.regime == "scratch-b"].epochs})
         row["Scratch-B epochs"] = (epochs[0] if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}") if epochs else None
@@ -167,7 +175,9 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
             runs = pd.concat([base, g])
             row["left out"] = "; ".join(f"{LABELS[r.regime]} seed {r.seed}: {r.run_flag}"
                                         for r in runs.itertuples() if r.Index in left_out) or ""
-        row["runs"] = n
+        # seeds per regime where they differ (a row still running): "fine-tuned 3, Scratch-E 1, ..."
+        counts = {LABELS[r]: g[g.regime == r].seed.nunique() for r in COLUMNS[1:] if (g.regime == r).any()}
+        row["runs"] = n if len(set(counts.values())) <= 1 else ", ".join(f"{k} {v}" for k, v in counts.items())
         # said once in the caption; on the row too where the table mixes datasets, profiles or devices
         row["source"] = "ours" if mixed == 1 else f"ours: {d['dataset']}, {d['profile']} profile, {d['device']}"
         rows.append(row)

@@ -125,6 +125,8 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
                              diff=round(mean, 2), low=round(low, 2), high=round(high, 2),
                              verdict=verdict_word(low, high), left_out="; ".join(left_out),
                              dataset=d["dataset"], profile=d["profile"], device=d["device"],
+                             # its scratch runs are another method's (same widths and seeds): not independent
+                             shared="shared_from" in other and bool(other.shared_from.loc[kept].notna().any()),
                              **_paper_difference(paper, regime)))
     out = pd.DataFrame(rows)
     for col in ("paper_dataset", "paper_diff", "paper_low", "paper_high", "paper_verdict"):  # no paper row at all

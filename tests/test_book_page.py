@@ -26,6 +26,7 @@ def test_a_page_gets_its_title_a_rerun_box_and_hidden_code(tmp_path):
     assert "What this is." in nb.cells[0].source
     boxes = [c for c in nb.cells if "Re-run this page" in c.source]
     assert len(boxes) == 1 and "--only resnet56-a" in boxes[0].source  # a second call replaced, not added
+    assert "reused from their records" in boxes[0].source  # the sweep trains: say what it reuses
     assert nb.cells.index(boxes[0]) == 1
     tags = [c.metadata["tags"] for c in nb.cells if c.cell_type == "code"]
     assert tags == [["parameters", "hide-cell"], ["injected-parameters", "hide-cell"], ["hide-input"]]
@@ -57,3 +58,18 @@ def test_titles_come_from_the_toc(tmp_path):
     assert toc_titles(toc) == {"book/runs/vgg16-a": "Table 1 run: VGG-16-A",
                                "book/runs/slimming-vgg19-slim-p0.7": "Slimming: VGG-19, 70%"}
     assert toc_titles(tmp_path / "missing.yml") == {}
+
+
+def test_a_page_made_by_papermill_alone_gets_papermill_s_command(tmp_path, monkeypatch):
+    # the results page: `papermill notebooks/results.ipynb book/results.ipynb ...`, run from the repository root
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "book").mkdir()
+    path = _notebook(tmp_path / "book" / "results.ipynb")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["papermill"] = {"input_path": str(tmp_path / "notebooks" / "results.ipynb"),
+                                "parameters": {"findings_dir": "book"}}
+    nbformat.write(nb, str(path))
+    make_book_page("book/results.ipynb")
+    box = next(c for c in nbformat.read(str(path), as_version=4).cells if "Re-run this page" in c.source)
+    assert "papermill notebooks/results.ipynb book/results.ipynb -p findings_dir book" in box.source
+    assert "reused" not in box.source  # it trains nothing

@@ -35,6 +35,11 @@ def test_control_applies_to_predefined_methods_only(tmp_path, fashion_root):
     assert control_config(cfg, None) is None
     slim = tiny(tmp_path, fashion_root, method="slimming", arch="vgg11")
     assert control_config(slim, "random-filters") is None  # slimming's widths depend on its own choice
+    thinet = tiny(tmp_path, fashion_root, method="thinet")
+    assert control_config(thinet, "random-filters").prune.prune_ratio == thinet.prune.prune_ratio
+    # the control stands beside exactly the methods whose widths follow from their ratios alone
+    from rethink.prune import get_method, is_predefined, list_methods
+    assert set(get_method("random-filters").controls) == {m for m in list_methods() if is_predefined(m)}
     # only fine-tuning is run for the control: its scratch runs would be the L1-norm's own
     assert [p.stem.rsplit("-s", 1)[0].endswith(("baseline", "fine-tune")) for p in record_paths(ctrl)] == [True] * 4
     assert sum("fine-tune" in p.name for p in record_paths(ctrl)) == 2

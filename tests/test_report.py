@@ -128,3 +128,21 @@ def test_rows_of_two_profiles_say_which_on_the_row():
     two = pd.concat([one, pd.DataFrame([row("baseline", 0, 75.0, "quick"), row("fine-tune", 0, 74.0, "quick")])])
     assert sorted(result_table(two, paper=False).source) == ["ours: fashion-mnist, book profile, cpu",
                                                                "ours: fashion-mnist, quick profile, cpu"]
+
+
+def test_a_row_still_running_pairs_its_differences_and_counts_seeds_per_regime():
+    def row(regime, seed, acc, method="l1-norm"):
+        return dict(regime=regime, seed=seed, epochs=10, best_acc=acc, dataset="fashion-mnist", profile="book",
+                    device="cpu", arch="resnet56", method=method, variant="resnet56-a", prune_ratio=None,
+                    baseline_tag="unpruned")
+    # seed 1 fine-tunes 2 points above seed 0; only seed 0 has its scratch run and its control so far
+    df = pd.DataFrame([row("baseline", 0, 90.0), row("baseline", 1, 92.0), row("fine-tune", 0, 89.0),
+                       row("fine-tune", 1, 91.0), row("scratch-e", 0, 89.5), row("scratch-b", 0, 89.75),
+                       row("fine-tune", 0, 88.0, "random-filters")])
+    r = result_table(df, paper=False).iloc[0]
+    # unpaired means would say 89.5 - 90.0 = -0.50: seed 1's fine-tuning against nothing
+    assert r["E − FT"] == "+0.50" and r["B − FT"] == "+0.75"
+    assert r["FT − random"] == "+1.00"
+    assert r["runs"] == "fine-tuned 2, Scratch-E 1, Scratch-B 1"
+    done = pd.concat([df, pd.DataFrame([row("scratch-e", 1, 91.0), row("scratch-b", 1, 91.0)])])
+    assert result_table(done, paper=False).iloc[0]["runs"] == 2

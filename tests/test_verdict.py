@@ -121,6 +121,27 @@ def test_findings_are_computed_from_the_verdicts(tmp_path):
     assert findings_markdown(t.reset_index()).count("\n| ") == len(t)  # one line per claim after the header
 
 
+def test_findings_count_methods_of_the_same_widths_apart_and_say_what_they_share(tmp_path):
+    from rethink.findings import findings_table
+    accs = {"baseline": [91.0, 89.0, 90.0], "fine-tune": [90.0, 88.0, 89.0], "scratch-e": [89.5, 88.2, 89.1],
+            "scratch-b": [91.0, 89.1, 89.9]}
+    thinet = _records(accs, variant=None).assign(method="thinet", prune_ratio=0.5, shared_from=None)
+    cp = thinet.assign(method="channel-pruning", shared_from=[
+        f"thinet-{r}" if r.startswith("scratch") else None for r in thinet.regime])
+    v = verdicts(pd.concat([thinet, cp], ignore_index=True))
+    assert v.model.nunique() == 1  # one label, "vgg16 p=0.5", for both methods
+    assert list(v.shared) == [False, False, True, True]
+    ours = findings_table(v, book_dir=tmp_path).iloc[0].ours
+    assert ours.startswith("2 pruned model(s), 4 comparisons") and "2 of them compare with scratch runs shared" in ours
+    # the criteria claim counts the criteria-similarity records, not the weight-distribution ones beside them
+    folder = tmp_path / "criteria" / "records"
+    folder.mkdir(parents=True)
+    (folder / "fashion-mnist-book-weight-distribution-vgg16-s0.json").write_text("{}")
+    assert findings_table(v, book_dir=tmp_path).iloc[5].verdict == "inconclusive"
+    (folder / "fashion-mnist-book-criteria-similarity-vgg16-s0.json").write_text("{}")
+    assert findings_table(v, book_dir=tmp_path).iloc[5].verdict == "see chapter"
+
+
 def test_paired_verdicts_of_the_other_studies():
     from rethink.verdict import describe, paired_verdict
     df = pd.DataFrame([dict(seed=s, init=i, best_acc=a) for s, i, a in [

@@ -36,4 +36,6 @@ def random_filters(model: nn.Module, variant: str | None = None, prune_ratio: fl
 
 
 random_filters.regimes = ("fine-tune",)
-random_filters.controls = ("l1-norm",)  # the methods whose widths it keeps (same variant or prune ratio)
+# the methods whose widths it keeps (same variant or prune ratio): the predefined ones; beside ThiNet and channel
+# pruning it also leaves out their reconstruction of the next layer, so it tests selection and refit together
+random_filters.controls = ("l1-norm", "thinet", "channel-pruning")
