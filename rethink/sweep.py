@@ -47,6 +47,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -104,6 +105,7 @@ class Run:
     executed_dir: Optional[str] = None  # folder of the executed notebook; None: output_dir
     baselines: list = field(default_factory=list)  # names of the baseline tasks this run needs (kind experiment)
     records: list = field(default_factory=list)    # record files the run must leave behind (kind experiment)
+    control: Optional[str] = None  # the control the notebook runs beside the method (its records are in records)
     error: Optional[str] = None    # the parameters are invalid: the run fails without executing
 
     @property
@@ -261,6 +263,7 @@ def _plan_experiment(run: Run, params: dict, baselines: dict) -> None:
         run.baselines.append(name)
     # the notebook's own runs and those of its control (random filters at the same widths), when it has one
     control = control_config(cfg, params.get("control"))
+    run.control = params.get("control") if control is not None else None
     run.records += list(dict.fromkeys(str(p) for c in (cfg, control) if c is not None for p in record_paths(c)))
 
 
@@ -474,6 +477,7 @@ class Summary:
     failed: dict = field(default_factory=dict)     # name -> (attempts, error)
     held: dict = field(default_factory=dict)       # name -> why another sweep has it (running it, or done it)
     pending: list = field(default_factory=list)    # names of runs a dry run would execute
+    estimate: str = ""                              # a dry run's estimate of the training time left
 
     @property
     def ok(self) -> bool:
@@ -487,6 +491,8 @@ class Summary:
             lines.append(f"  LEFT {name} to another sweep: {why}")
         if self.pending:
             lines.append(f"  to run ({len(self.pending)}): {', '.join(self.pending)}")
+        if self.estimate:
+            lines.append(f"  time: {self.estimate}")
         for name, (attempts, error) in sorted(self.failed.items()):
             lines.append(f"  FAILED {name} after {attempts} attempt(s): {error}")
         return "\n".join(lines)
@@ -533,18 +539,63 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary) -> list[_Task]:
     return tasks
 
 
-def _how_far(task: _Task, cached: set) -> str:
-    """" (5 of 12 records, 1 of 3 large models cached)" for a dry run's list of what is left of a run; "" for a run
-    that leaves no records (kind notebook)."""
+def _how_far(task: _Task, cached: set, left: Optional[dict] = None) -> str:
+    """" (5 of 12 records, 1 of 3 large models cached; about 2.3 h to train)" for a dry run's list of what is left
+    of a run (``left``: :func:`_trainings_left`, its large models not counted); "" for a run that leaves no records
+    (kind notebook)."""
     records = task.spec.get("records") or []
     if not records:
         return ""
     have = sum((Path(task.spec["cwd"]) / r).exists() for r in records)
     deps = list(dict.fromkeys(task.deps))
+    minutes = sum(m for m in (left or {}).values() if m is not None)
+    unknown = sum(m is None for m in (left or {}).values())
+    left = ("" if left is None else "; only its page to make" if not minutes and not unknown else
+            "; " + " + ".join(([f"about {minutes / 60:.1f} h to train"] if minutes else [])
+                              + ([f"{unknown} training(s) not measured yet"] if unknown else [])))
     if not deps:
-        return f" ({have} of {len(records)} records, no large model needed)"
+        return f" ({have} of {len(records)} records, no large model needed{left})"
     return (f" ({have} of {len(records)} records, {sum(d in cached for d in deps)} of {len(deps)} large models "
-            f"cached)")
+            f"cached{left})")
+
+
+_REGIME_OF = re.compile(r"-(baseline|fine-tune|scratch-e|scratch-b)-s\d+\.json$")
+
+
+def _minutes_like(done, cfg, regime: str) -> Optional[float]:
+    """Wall minutes a missing run of ``regime`` under ``cfg`` should take, judged from finished records ``done``
+    (:func:`rethink.records.load_records`): the median of the same row's other seeds (same method, variant and
+    ratio), else of any run of the same arch and regime on the same data and profile; None when none is measured."""
+    if done is None or done.empty:
+        return None
+    like = done[(done.dataset == cfg.data.dataset) & (done.profile == cfg.profile) & (done.arch == cfg.arch)
+                & (done.regime == regime)]
+    if regime != "baseline":
+        p = cfg.prune
+        row = like[(like.method == p.method) & (like.variant.fillna("") == (p.variant or ""))
+                   & (like.prune_ratio.fillna(-1) == (p.prune_ratio if p.prune_ratio is not None else -1))]
+        like = row if len(row) else like
+    return float(like.wall_time_s.median()) / 60 if len(like) else None
+
+
+def _trainings_left(task: _Task, done) -> dict:
+    """{what: estimated wall minutes, or None when nothing like it is measured} for what ``task`` still has to
+    train: a run's missing records, each as :func:`_minutes_like` judges it (keyed by path; a large model's record
+    costs nothing, its baseline task trains it); a baseline task's large model unless cached."""
+    from .experiment import configure, control_config, record_paths
+    if task.kind == "baseline":
+        return {} if task.cached else {task.key: _minutes_like(done, configure(**dict(task.spec["params"])),
+                                                                "baseline")}
+    if not task.spec.get("records"):
+        return {}
+    cfg = configure(**configure_kwargs(task.spec.get("parameters") or {}))
+    out = {}
+    for c in (cfg, control_config(cfg, task.spec.get("control"))):  # as _plan_experiment lists the records
+        for path in record_paths(c) if c is not None else []:
+            regime = _REGIME_OF.search(path.name).group(1)
+            if regime != "baseline" and not (Path(task.spec["cwd"]) / path).exists():
+                out[str(path)] = _minutes_like(done, c, regime)
+    return out
 
 
 def _gpu_slots(jobs: int, gpus_per_run: Optional[float]) -> tuple[list, int]:
@@ -714,8 +765,22 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
     tasks = _tasks(runs, baselines, summary)
     n_runs = sum(t.kind == "run" for t in tasks)
     if dry_run:
+        from .records import load_records
         cached = {t.key for t in tasks if t.kind == "baseline" and t.cached}
-        summary.pending = [t.label + _how_far(t, cached) for t in tasks if t.kind == "run"]
+        folder = Path(summary.output_dir) / "records"
+        with warnings.catch_warnings():  # another version's records are left out of the estimate, not an error
+            warnings.simplefilter("ignore")
+            done = load_records(sorted(folder.glob("*.json"))) if folder.is_dir() else None
+        left = {t.key: _trainings_left(t, done) for t in tasks}
+        summary.pending = [t.label + _how_far(t, cached, left[t.key]) for t in tasks if t.kind == "run"]
+        every = {k: m for d in left.values() for k, m in d.items()}  # a control's records serve two runs: once
+        minutes, unknown = sum(m for m in every.values() if m is not None), sum(m is None for m in every.values())
+        if tasks:
+            summary.estimate = (f"about {minutes / 60:.1f} h of training in all, large models included, judged "
+                                f"from the wall times of the finished runs in {folder} (as they ran: see their "
+                                f"provenance; scratch runs that two methods share count twice)"
+                                + (f"; {unknown} training(s) with nothing like them measured yet, not counted"
+                                   if unknown else ""))
         return summary
     from .paths import check_run_paths
     for root in sorted({str(r.parameters.get("data_root") or "") for r in runs}):  # before any training

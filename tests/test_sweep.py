@@ -148,8 +148,10 @@ def test_a_dry_run_says_how_far_each_run_is(tmp_path, fashion_root):
     first.write_text("{}")
     summary = sweep(TINY, output_dir=str(out), overrides={"data_root": fashion_root}, dry_run=True)
     n = len(runs[0].records)
-    assert summary.pending == [f"resnet56-a (1 of {n} records, 0 of 1 large models cached)",
-                               f"resnet56-b (0 of {n} records, 0 of 1 large models cached)"]
+    assert summary.pending == [f"resnet56-a (1 of {n} records, 0 of 1 large models cached; "
+                               f"{n - 2} training(s) not measured yet)",
+                               f"resnet56-b (0 of {n} records, 0 of 1 large models cached; "
+                               f"{n - 1} training(s) not measured yet)"]
     assert not list(out.rglob("*.ipynb"))  # a dry run runs nothing
 
 
@@ -163,8 +165,38 @@ def test_a_run_with_all_its_records_needs_no_large_model(tmp_path, fashion_root)
     summary = sweep(TINY, output_dir=str(out), overrides={"data_root": fashion_root}, dry_run=True)
     n = len(runs[0].records)
     shared = len(set(runs[0].records) & set(runs[1].records))  # the large model's record, shared by both
-    assert shared == 1 and summary.pending == [f"resnet56-a ({n} of {n} records, no large model needed)",
-                                               f"resnet56-b ({shared} of {n} records, 0 of 1 large models cached)"]
+    assert shared == 1 and summary.pending == [
+        f"resnet56-a ({n} of {n} records, no large model needed; only its page to make)",
+        f"resnet56-b ({shared} of {n} records, 0 of 1 large models cached; {n - 1} training(s) not measured yet)"]
+
+
+def test_a_dry_run_estimates_the_training_left_from_finished_runs(tmp_path, fashion_root):
+    from rethink.experiment import configure
+    from rethink.records import FORMAT, write_record
+    out = tmp_path / "tiny"
+    runs = expand(load_grid(TINY), output_dir=str(out), overrides={"data_root": fashion_root}, cwd=ROOT)[0]
+
+    def finished(path, method, regime, seconds):  # a record as run_experiment writes it, with its wall time
+        cfg = configure(method=method, arch="resnet56", variant="resnet56-a", dataset="fashion-mnist",
+                        profile="smoke", device="cpu", seeds=[0])
+        write_record(dict(format=FORMAT, run_id=Path(path).stem, regime=regime, seed=0, config=cfg.to_dict(),
+                          metrics=dict(best_acc=50.0, final_acc=50.0, epochs=1),
+                          model=dict(params=1, flops=1, widths=[1]),
+                          provenance=dict(device="cpu", wall_time_s=seconds)), Path(runs[0].cwd) / path)
+    a = {Path(r).name.rsplit("-s", 1)[0].split("-", 3)[-1]: r for r in runs[0].records}
+    finished(next(r for r in runs[0].records if "-baseline-" in r), "l1-norm", "baseline", 300)
+    finished(a["l1-norm-resnet56-a-fine-tune"], "l1-norm", "fine-tune", 120)
+    finished(a["l1-norm-resnet56-a-scratch-e"], "l1-norm", "scratch-e", 600)
+    finished(a["random-filters-resnet56-a-fine-tune"], "random-filters", "fine-tune", 60)
+    summary = sweep(TINY, output_dir=str(out), overrides={"data_root": fashion_root}, dry_run=True)
+    left_a, left_b = summary.pending
+    # resnet56-a lacks only Scratch-B, and no Scratch-B of resnet56 is measured yet
+    assert left_a.endswith("; 1 training(s) not measured yet)")
+    # resnet56-b: fine-tuning and its control as the median ResNet-56 fine-tuning (1.5 min), Scratch-E as A's (10)
+    assert left_b.endswith("; about 0.2 h to train + 1 training(s) not measured yet)")
+    # the two Scratch-B; the large model, unless cached, as its record's 5 minutes
+    assert "2 training(s) with nothing like them measured yet" in summary.estimate
+    assert "time: about" in str(summary)
 
 
 def test_invalid_parameters_fail_that_run_only(tmp_path):
