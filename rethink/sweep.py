@@ -523,8 +523,11 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary) -> list[_Task]:
             summary.skipped.append(run.name)
         else:
             todo.append(run)
-            if missing_records(run):  # with all its records, a run only remakes its page: no large model needed
-                needed.update(run.baselines)
+    # a run with all its records only remakes its page: it needs no large model (read each run's records once)
+    short = {run.run_id for run in todo if missing_records(run)}
+    for run in todo:
+        if run.run_id in short:
+            needed.update(run.baselines)
     for name in sorted(needed):
         b = baselines[name]
         task = _Task(f"baseline:{name}", "baseline", dataclasses.asdict(b), [], f"baseline {name}",
@@ -533,7 +536,7 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary) -> list[_Task]:
             task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
         tasks.append(task)
     for run in todo:
-        deps = [f"baseline:{n}" for n in dict.fromkeys(run.baselines)] if missing_records(run) else []
+        deps = [f"baseline:{n}" for n in dict.fromkeys(run.baselines)] if run.run_id in short else []
         tasks.append(_Task(f"run:{run.run_id}", "run", dataclasses.asdict(run), deps, run.name,
                            log_dir=run.state_dir))
     return tasks
