@@ -175,10 +175,10 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             records += done
             continue
         t0 = time.time()
-        path = out / f"{run_id(cfg, 'baseline', seed)}.json"
+        path = _record_path(out, cfg, "baseline", seed)
         rec = read_record(path) if resume else None
         if ("fine-tune" not in wanted and is_predefined(cfg.prune.method) and not baseline_path(cfg, seed).exists()
-                and _same_baseline(rec, cfg)):
+                and _same_settings(rec, cfg, any_method=True)):
             # scratch runs of a predefined method take only widths from pruning, and those follow from the ratios
             # alone: the untrained large model gives them, and retraining the trained one (gone from the cache,
             # its record here) would cost hours for nothing
@@ -188,7 +188,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             base, base_metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
             base_info, weights_used = _model_info(base, info), True
             # rewritten when it is not this baseline's, or was written under other settings
-            if not _same_baseline(rec, cfg) or rec["metrics"] != base_metrics:
+            if not _same_settings(rec, cfg, any_method=True) or rec["metrics"] != base_metrics:
                 rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(),
                            metrics=base_metrics, model=base_info, baseline_cached=cached, baseline_tag=tag,
                            provenance=provenance(cfg.device, base_metrics.get("train_time_s", time.time() - t0)))
@@ -206,9 +206,9 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
         # what the method measured on the trained weights (an untrained model's reconstruction errors mean nothing)
         report = dict(report=result.report) if result.report and weights_used else {}
         for regime in wanted:
-            path = out / f"{run_id(cfg, regime, seed)}.json"
+            path = _record_path(out, cfg, regime, seed)
             rec = read_record(path) if resume else None
-            if _same_run(rec, cfg) and rec["model"]["widths"] == result.widths:
+            if _same_settings(rec, cfg) and rec["model"]["widths"] == result.widths:
                 records.append(rec)  # finished earlier with the same settings: reuse
                 continue
             if regime == "fine-tune":
@@ -247,27 +247,27 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
     return records
 
 
-def _same_baseline(rec: dict | None, cfg: RunConfig) -> bool:
-    """Whether ``rec`` is a readable baseline record written under ``cfg``'s settings (the baseline is shared by
-    every method setting and seed list, so those do not count)."""
-    return (rec is not None and file_format(rec) in READABLE_FORMATS
-            and dataclasses.replace(RunConfig.from_dict(rec["config"]), prune=cfg.prune, seeds=cfg.seeds) == cfg)
+def _same_settings(rec: dict | None, cfg: RunConfig, any_method: bool = False) -> bool:
+    """Whether ``rec`` is a readable record written under ``cfg``'s settings.  The seed list never counts: a seed's
+    record is the same whichever other seeds ran with it, so seeds run as separate processes (``run --seeds 1``)
+    are reused by a run of all of them.  With ``any_method`` the method setting does not count either: a baseline
+    is shared by every method setting, and a scratch twin comes from another method."""
+    if rec is None or file_format(rec) not in READABLE_FORMATS:
+        return False
+    theirs = RunConfig.from_dict(rec["config"])
+    return dataclasses.replace(theirs, seeds=cfg.seeds, prune=cfg.prune if any_method else theirs.prune) == cfg
 
 
-def _same_run(rec: dict | None, cfg: RunConfig) -> bool:
-    """Whether ``rec`` is a readable record of a run under ``cfg``'s settings.  A seed's record is the same
-    whichever other seeds ran with it: the seed list does not count, so seeds run as separate processes
-    (``run --seeds 1``) are reused by a run of all of them."""
-    return (rec is not None and file_format(rec) in READABLE_FORMATS
-            and dataclasses.replace(RunConfig.from_dict(rec["config"]), seeds=cfg.seeds) == cfg)
+def _record_path(out: Path, cfg: RunConfig, regime: str, seed: int) -> Path:
+    return out / f"{run_id(cfg, regime, seed)}.json"
 
 
 def _finished(out: Path, cfg: RunConfig, seed: int, regimes: list) -> list | None:
     """The records of ``seed`` (its baseline, then ``regimes``) when every one is finished under ``cfg``'s
     settings, else None.  All of them come from one trained large model, so they also agree on its widths."""
-    base = read_record(out / f"{run_id(cfg, 'baseline', seed)}.json")
-    runs = [read_record(out / f"{run_id(cfg, r, seed)}.json") for r in regimes]
-    if not _same_baseline(base, cfg) or not all(_same_run(r, cfg) for r in runs):
+    base = read_record(_record_path(out, cfg, "baseline", seed))
+    runs = [read_record(_record_path(out, cfg, r, seed)) for r in regimes]
+    if not _same_settings(base, cfg, any_method=True) or not all(_same_settings(r, cfg) for r in runs):
         return None
     return [base] + runs
 
@@ -280,13 +280,11 @@ def scratch_twin(out: Path, cfg: RunConfig, regime: str, seed: int, widths: list
     twice, bit for bit; the second one's record is a copy that names the first (``shared_from``)."""
     for path in sorted(out.glob(f"{cfg.data.dataset}-{cfg.profile}-*-{regime}-s{seed}.json")):
         rec = read_record(path)
-        if (rec is None or file_format(rec) not in READABLE_FORMATS or rec.get("regime") != regime
-                or rec.get("seed") != seed or "dense_params" in rec.get("model", {})):
+        if (not _same_settings(rec, cfg, any_method=True) or rec.get("regime") != regime or rec.get("seed") != seed
+                or "dense_params" in rec.get("model", {})):
             continue
-        other = RunConfig.from_dict(rec["config"])
-        if (other.prune.method != cfg.prune.method and rec["model"]["arch"] == cfg.arch
-                and rec["model"]["widths"] == widths and rec["metrics"].get("epochs") == epochs
-                and dataclasses.replace(other, prune=cfg.prune, seeds=cfg.seeds) == cfg):
+        if (rec["config"]["prune"]["method"] != cfg.prune.method and rec["model"]["arch"] == cfg.arch
+                and rec["model"]["widths"] == widths and rec["metrics"].get("epochs") == epochs):
             return rec
     return None
 
@@ -305,7 +303,7 @@ def control_config(cfg: RunConfig, control: str | None) -> RunConfig | None:
 def record_paths(cfg: RunConfig) -> list[Path]:
     """The records ``run_experiment(cfg)`` leaves behind: each seed's baseline and the method's regimes."""
     out = Path(cfg.output_dir) / "records"
-    return [out / f"{run_id(cfg, regime, seed)}.json" for seed in cfg.seeds
+    return [_record_path(out, cfg, regime, seed) for seed in cfg.seeds
             for regime in ("baseline",) + method_regimes(cfg.prune.method)]
 
 
