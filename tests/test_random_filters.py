@@ -77,6 +77,8 @@ def test_control_verdict_is_paired_by_seed():
     t = findings_table(pd.DataFrame(columns=["method", "verdict", "model", "n", "dataset", "profile", "device"]),
                        control_rows=cv)
     assert t.iloc[-1].verdict == "contradicted" and "vgg16-a: +0.50" in t.iloc[-1].ours  # the criterion's choice adds
+    named = findings_table(pd.DataFrame(columns=t.columns), control_rows=cv.assign(method="thinet", model="vgg16 p=0.5"))
+    assert "thinet vgg16 p=0.5: +0.50" in named.iloc[-1].ours  # a ratio's label does not say whose filters they are
     worse = control_verdicts(pd.DataFrame(rows).assign(best_acc=[90.0, 88.0, 89.0, 91.0, 89.2, 89.9]))
     assert worse.verdict.iloc[0] == "random better"
     assert findings_table(pd.DataFrame(columns=t.columns), control_rows=worse).iloc[-1].verdict == "supported"
