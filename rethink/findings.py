@@ -89,7 +89,8 @@ def _control_row(control_rows: pd.DataFrame | None) -> dict:
                     + (f"; so far {so_far}" if so_far else ""), verdict="inconclusive")
     better = int((decided.verdict == "criterion better").sum())
     # a variant's label names its method (vgg16-a is L1-norm's); a ratio's does not, and two methods may share it
-    parts = [f"{r.model if r.method == 'l1-norm' else f'{r.method} {r.model}'}: {r.diff:+.2f} points ({r.low:+.2f} to {r.high:+.2f}, {r.n} seeds), {r.verdict}"
+    label = lambda r: r.model if r.method == "l1-norm" else f"{r.method} {r.model}"  # noqa: E731
+    parts = [f"{label(r)}: {r.diff:+.2f} points ({r.low:+.2f} to {r.high:+.2f}, {r.n} seeds), {r.verdict}"
              for r in decided.itertuples()]
     sources = sorted({f"{d}, {p} profile, {dev}" for d, p, dev in zip(decided.dataset, decided.profile,
                                                                      decided.device)})
