@@ -30,25 +30,31 @@ def _page_name(file) -> str:
     return text
 
 
-def toc_titles(toc_path: str | Path) -> dict[str, str]:
-    """{file (as in _toc.yml, no suffix): title} of every entry of a jupyter-book 1.x toc that sets a title."""
+def toc_entries(toc_path: str | Path) -> dict[str, Optional[str]]:
+    """{file (as in _toc.yml, no suffix): its title, or None} of every entry of a jupyter-book 1.x toc; {} when
+    the toc is missing or not YAML."""
     try:
         toc = yaml.safe_load(Path(toc_path).read_text()) or {}
     except (OSError, yaml.YAMLError):
         return {}
-    titles = {}
+    entries = {}
 
     def walk(node):
         if isinstance(node, dict):
-            if "file" in node and "title" in node:
-                titles[_page_name(node["file"])] = str(node["title"])
+            if "file" in node:
+                entries[_page_name(node["file"])] = str(node["title"]) if "title" in node else None
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
             for v in node:
                 walk(v)
     walk(toc)
-    return titles
+    return entries
+
+
+def toc_titles(toc_path: str | Path) -> dict[str, str]:
+    """{file (as in _toc.yml, no suffix): title} of every entry of a jupyter-book 1.x toc that sets a title."""
+    return {f: t for f, t in toc_entries(toc_path).items() if t is not None}
 
 
 def hide_code(nb) -> None:

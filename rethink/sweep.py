@@ -61,7 +61,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from .book_page import make_book_page, papermill_line, toc_titles
+from .book_page import make_book_page, papermill_line, toc_entries, toc_titles
 
 ENGINES = ("local", "ray")
 KINDS = ("experiment", "notebook")
@@ -342,6 +342,17 @@ def page_title(run: Run) -> Optional[str]:
     return toc_titles(Path(run.cwd) / "_toc.yml").get(str(page))
 
 
+def missing_from_toc(run: Run) -> Optional[str]:
+    """The page (as _toc.yml would name it) of a run that writes into a folder of the book, i.e. one whose other
+    pages _toc.yml lists, when the toc does not list it; else None.  jupyter-book (only_build_toc_files) would leave
+    it out, and the sweep would give it the notebook's own title: add the entry before the sweep writes the page."""
+    page = Path(run.executed_dir or run.output_dir) / run.name
+    files = toc_entries(Path(run.cwd) / "_toc.yml")
+    if str(page) in files or not any(Path(f).parent == page.parent for f in files):
+        return None
+    return str(page)
+
+
 def rerun_commands(run: Run) -> list[str]:
     """The commands that remake this run's page: the sweep of its grid, and the same run by papermill alone."""
     grid = Path("grids") / f"{run.grid}.yaml"
@@ -478,6 +489,7 @@ class Summary:
     held: dict = field(default_factory=dict)       # name -> why another sweep has it (running it, or done it)
     pending: list = field(default_factory=list)    # names of runs a dry run would execute
     estimate: str = ""                              # a dry run's estimate of the training time left
+    not_in_toc: list = field(default_factory=list)  # pages of runs to execute that the book's _toc.yml lacks
 
     @property
     def ok(self) -> bool:
@@ -493,6 +505,9 @@ class Summary:
             lines.append(f"  to run ({len(self.pending)}): {', '.join(self.pending)}")
         if self.estimate:
             lines.append(f"  time: {self.estimate}")
+        if self.not_in_toc:
+            lines.append(f"  NOT IN _toc.yml: {', '.join(self.not_in_toc)} (the book leaves such pages out, and "
+                         f"they get the notebook's own title: add their entries with a title, then re-run)")
         for name, (attempts, error) in sorted(self.failed.items()):
             lines.append(f"  FAILED {name} after {attempts} attempt(s): {error}")
         return "\n".join(lines)
@@ -524,9 +539,9 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary) -> list[_Task]:
         else:
             todo.append(run)
     # a run with all its records only remakes its page: it needs no large model (read each run's records once)
-    short = {run.run_id for run in todo if missing_records(run)}
+    missing = {run.run_id for run in todo if missing_records(run)}
     for run in todo:
-        if run.run_id in short:
+        if run.run_id in missing:
             needed.update(run.baselines)
     for name in sorted(needed):
         b = baselines[name]
@@ -536,7 +551,7 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary) -> list[_Task]:
             task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
         tasks.append(task)
     for run in todo:
-        deps = [f"baseline:{n}" for n in dict.fromkeys(run.baselines)] if run.run_id in short else []
+        deps = [f"baseline:{n}" for n in dict.fromkeys(run.baselines)] if run.run_id in missing else []
         tasks.append(_Task(f"run:{run.run_id}", "run", dataclasses.asdict(run), deps, run.name,
                            log_dir=run.state_dir))
     return tasks
@@ -767,6 +782,11 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
     summary = Summary(grid.name, sweep_output_dir(grid, profile, output_dir))
     tasks = _tasks(runs, baselines, summary)
     n_runs = sum(t.kind == "run" for t in tasks)
+    to_run = {t.label for t in tasks if t.kind == "run"}
+    summary.not_in_toc = [p for r in runs if r.name in to_run and (p := missing_from_toc(r))]
+    if summary.not_in_toc and not dry_run:  # said before hours of training, and again in the summary
+        print(f"{grid.name}: _toc.yml does not list {', '.join(summary.not_in_toc)}: the book will leave "
+              f"{'it' if len(summary.not_in_toc) == 1 else 'them'} out", file=sys.stderr)
     if dry_run:
         from .records import load_records
         cached = {t.key for t in tasks if t.kind == "baseline" and t.cached}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import nbformat
 
-from rethink.book_page import make_book_page, toc_titles
+from rethink.book_page import make_book_page, toc_entries, toc_titles
 
 
 def _notebook(path):
@@ -58,6 +58,7 @@ def test_titles_come_from_the_toc(tmp_path):
     assert toc_titles(toc) == {"book/runs/vgg16-a": "Table 1 run: VGG-16-A",
                                "book/runs/slimming-vgg19-slim-p0.7": "Slimming: VGG-19, 70%"}
     assert toc_titles(tmp_path / "missing.yml") == {}
+    assert toc_entries(toc)["book/results"] is None and len(toc_entries(toc)) == 3  # untitled entries too
 
 
 def test_a_page_made_by_papermill_alone_gets_papermill_s_command(tmp_path, monkeypatch):

@@ -199,6 +199,23 @@ def test_a_dry_run_estimates_the_training_left_from_finished_runs(tmp_path, fash
     assert "time: about" in str(summary)
 
 
+def test_a_page_the_book_toc_lacks_is_named_before_it_is_written(tmp_path, monkeypatch):
+    # a page written into a folder of the book that _toc.yml does not list would be left out of the book (and get
+    # the notebook's default title): the sweep names it before training, in a dry run as in a real one
+    toy_notebook(tmp_path / "toy.ipynb")
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump(
+        {"format": "jb-book", "root": "book/intro", "parts": [{"caption": "Runs", "chapters": [
+            {"file": "book/runs/a", "title": "Run A"}]}]}))
+    monkeypatch.chdir(tmp_path)
+    g = write_grid(tmp_path, notebook="toy.ipynb", output_dir="book/runs", name="{tag}", axes=[{"tag": ["a", "b"]}])
+    summary = sweep(g, dry_run=True)
+    assert summary.not_in_toc == ["book/runs/b"] and "NOT IN _toc.yml: book/runs/b " in str(summary)
+    # pages outside the book's folders are not book pages: nothing to say
+    g = write_grid(tmp_path, file="elsewhere", notebook="toy.ipynb", output_dir="out", name="{tag}",
+                   axes=[{"tag": ["a", "b"]}])
+    assert sweep(g, dry_run=True).not_in_toc == []
+
+
 def test_invalid_parameters_fail_that_run_only(tmp_path):
     g = write_grid(tmp_path, notebook=str(ROOT / "notebooks" / "scratch_vs_finetune.ipynb"), kind="experiment",
                    name="{arch}", parameters=dict(profile="smoke", dataset="fashion-mnist"),
