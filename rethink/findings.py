@@ -21,8 +21,9 @@ CLAIMS = (
     dict(key="automatic", paper="Liu et al. 2019",
          claim="Automatic structured pruning (Network Slimming, SFP, Sparse Structure Selection): the same holds for the architectures such "
                "methods find",
-         evidence="Table 4: Network Slimming on VGG-19, PreResNet-164, DenseNet-40, CIFAR-10/100; SFP on the "
-                  "CIFAR ResNets",
+         evidence="Table 4: Network Slimming on VGG-19, PreResNet-164, DenseNet-40, CIFAR-10/100, and VGG-11 on "
+                  "ImageNet; Sparse Structure Selection's ImageNet ResNet-41/32/26, Scratch-B, 1 run (no SFP numbers "
+                  "in PAPERS.md)",
          methods=("slimming", "sfp", "sss")),
     dict(key="unstructured", paper="Liu et al. 2019",
          claim="Unstructured magnitude pruning: scratch training is on par with fine-tuning on CIFAR (and falls "
@@ -45,11 +46,18 @@ STUDIES = (
 )
 
 
+def _label(method: str, model: str) -> str:
+    """A pruned model as the findings name it: a variant's label names its method (vgg16-a is L1-norm's), a
+    ratio's does not, and two methods may reach the same ratio ("thinet resnet56 p=0.5")."""
+    return model if method == "l1-norm" else f"{method} {model}"
+
+
 def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
     """(verdict, our evidence) of a claim "scratch on par or better" over the comparisons in ``rows``."""
     decided = rows[rows.verdict != "undecided"]
-    if decided.empty:
-        so_far = sorted({f"{m} ({n} seed{'s' if n != 1 else ''})" for m, n in zip(rows.model, rows.n)})
+    if decided.empty:  # n: the seeds with both regimes of a comparison, i.e. that pair
+        so_far = sorted({f"{_label(m, model)} ({n} paired seed{'s' if n != 1 else ''})"
+                         for m, model, n in zip(rows.method, rows.model, rows.n)})
         return "inconclusive", ("no pruned model with 2+ seeds on this profile yet"
                                 + (f"; so far {', '.join(so_far)}" if so_far else ""))
     worse = int((decided.verdict == "scratch worse").sum())
@@ -73,7 +81,7 @@ def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
 
 CONTROL = dict(paper="control (this project)",
                claim="Which filters a criterion keeps adds nothing once fine-tuned: random filters kept at the same "
-                     "widths fine-tune as well as the L1-norm's",
+                     "widths fine-tune as well as the criterion's (L1-norm's, ThiNet's, channel pruning's)",
                evidence="none in either paper; both turn on architecture vs inherited weights, so the criterion's "
                         "choice is tested against chance")
 
@@ -88,9 +96,7 @@ def _control_row(control_rows: pd.DataFrame | None) -> dict:
         return dict(**CONTROL, ours="no pruned model with 2+ seeds of the control yet"
                     + (f"; so far {so_far}" if so_far else ""), verdict="inconclusive")
     better = int((decided.verdict == "criterion better").sum())
-    # a variant's label names its method (vgg16-a is L1-norm's); a ratio's does not, and two methods may share it
-    label = lambda r: r.model if r.method == "l1-norm" else f"{r.method} {r.model}"  # noqa: E731
-    parts = [f"{label(r)}: {r.diff:+.2f} points ({r.low:+.2f} to {r.high:+.2f}, {r.n} seeds), {r.verdict}"
+    parts = [f"{_label(r.method, r.model)}: {r.diff:+.2f} points ({r.low:+.2f} to {r.high:+.2f}, {r.n} seeds), {r.verdict}"
              for r in decided.itertuples()]
     sources = sorted({f"{d}, {p} profile, {dev}" for d, p, dev in zip(decided.dataset, decided.profile,
                                                                      decided.device)})

@@ -287,12 +287,23 @@ def size_summary(df: pd.DataFrame) -> pd.DataFrame:
         d = dict(zip(keys, k))
         r = g.record.iloc[0]
         model = model_label(d["arch"], d["variant"], d["prune_ratio"])
+        # sizes depend on the profile (its width multiplier) and the dataset (input channels, classes), and, for a
+        # method that finds its widths in the trained large model (slimming, SFP, SSS), on the seed: then the
+        # mean of the seeds' pruned models, and the source says so
+        per_seed = {seed: rec["model"] for seed, rec in zip(g.seed, g.record)}
+        sizes = {(m["params"], m["flops"]) for m in per_seed.values()}
+        pruned_model = r["model"] if len(sizes) == 1 else {
+            **r["model"], **{key: sum(m.get(key, 0.0) for m in per_seed.values()) / len(per_seed)
+                             for key in ("params", "flops", "sparsity")}}
         rows.append({"model": model, "method": d["method"],
                      "unpruned params (M)": round(r["baseline"]["params"] / 1e6, 3),
                      "unpruned FLOPs (M MACs)": round(r["baseline"]["flops"] / 1e6, 2),
-                     **_size_row(r["model"], r["baseline"], "dense_flops" in r["model"])})
-        # sizes depend on the profile (its width multiplier) and the dataset (input channels, classes) only
-        rows[-1]["source"] = f"ours: {d['dataset']}, {d['profile']} profile"
+                     **_size_row(pruned_model, r["baseline"], "dense_flops" in r["model"])})
+        n = len(per_seed)
+        rows[-1]["source"] = (f"ours: {d['dataset']}, {d['profile']} profile, "
+                              + (f"{n} seed{'s' if n != 1 else ''}" if len(sizes) == 1 else
+                                 f"mean of {n} seeds' pruned models (found per seed: params "
+                                 f"{min(p for p, _ in sizes) / 1e6:.3f}-{max(p for p, _ in sizes) / 1e6:.3f} M)"))
     table = pd.DataFrame(rows).set_index("model")
     if "conv sparsity %" in table:  # a column only masked models fill: blank, not NaN, for the others
         table["conv sparsity %"] = table["conv sparsity %"].astype("Float64")

@@ -93,7 +93,9 @@ def _paper_difference(paper: pd.DataFrame, regime: str) -> dict:
             diff, low, high = welch_interval(a.acc_mean, a.acc_std, a.n_runs, b.acc_mean, b.acc_std, b.n_runs)
             # without a published std there is no interval, and so no verdict: "undecided", not the sign
             return dict(paper_dataset=dataset, paper_diff=round(diff, 2), paper_low=low, paper_high=high,
-                        paper_verdict=verdict_word(low, high))
+                        paper_verdict=verdict_word(low, high),
+                        # both numbers checked against the paper's text (PAPERS.md [v]); else shown with "(u)"
+                        paper_verified=bool(a.verified) and bool(b.verified))
     return {}
 
 
@@ -129,7 +131,8 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
                              shared="shared_from" in other and bool(other.shared_from.loc[kept].notna().any()),
                              **_paper_difference(paper, regime)))
     out = pd.DataFrame(rows)
-    for col in ("paper_dataset", "paper_diff", "paper_low", "paper_high", "paper_verdict"):  # no paper row at all
+    for col in ("paper_dataset", "paper_diff", "paper_low", "paper_high", "paper_verdict",
+                "paper_verified"):  # no paper row at all
         if col not in out:
             out[col] = None
     out["agrees"] = [None if p is None or pd.isna(p) or "undecided" in (v, p) else bool(v == p)
@@ -139,6 +142,22 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
     out["consistent"] = [None if pd.isna(d) or pd.isna(lo) else bool(lo <= d <= hi)
                          for d, lo, hi in zip(out.paper_diff.astype(float), out.low, out.high)]
     return out
+
+
+SHOWN = {"diff": "ours: difference", "low": "95 % low", "high": "95 % high", "paper_diff": "paper: difference",
+         "paper_verdict": "paper: verdict", "left_out": "left out"}
+UNVERIFIED = "(u)"  # the mark of a paper number not yet checked against the paper's text, as in the result tables
+
+
+def shown_verdicts(v: pd.DataFrame, columns: list, index) -> pd.DataFrame:
+    """``verdicts`` rows as the book's tables show them: ``columns`` under the book's names, blanks for missing
+    values, and the paper's verdict marked "(u)" where it rests on a number not yet checked against its text."""
+    t = v[columns].copy()
+    if "paper_verdict" in t and "paper_verified" in v:
+        t["paper_verdict"] = [f"{p} {UNVERIFIED}" if isinstance(p, str) and checked is False else p
+                              for p, checked in zip(t.paper_verdict, v.paper_verified)]
+    t = t.astype(object)
+    return t.where(t.notna(), "").rename(columns=SHOWN).set_index(index)
 
 
 def control_verdicts(df: pd.DataFrame, metric: str = "best_acc") -> pd.DataFrame:
@@ -189,11 +208,17 @@ def plot_forest(table: pd.DataFrame, title: str = ""):
     if any(v == v for v in pdiff):
         plow = [num(v) for v in t["paper_low"]]
         phigh = [num(v) for v in t["paper_high"]]
-        keep = [i for i, v in enumerate(pdiff) if v == v]
-        perr = [[pdiff[i] - plow[i] if plow[i] == plow[i] else 0 for i in keep],
-                [phigh[i] - pdiff[i] if phigh[i] == phigh[i] else 0 for i in keep]]
-        ax.errorbar([pdiff[i] for i in keep], [i - 0.15 for i in keep], xerr=perr, fmt="D", color="#d9822b",
-                    capsize=3, markersize=5, label="paper (95 % Welch interval from its mean ± std)")
+        checked = [v is True for v in t.get("paper_verified", [None] * len(t))]
+        for verified in (True, False):  # filled: checked against the paper's text; hollow: not yet, "(u)"
+            keep = [i for i, v in enumerate(pdiff) if v == v and checked[i] == verified]
+            if not keep:
+                continue
+            perr = [[pdiff[i] - plow[i] if plow[i] == plow[i] else 0 for i in keep],
+                    [phigh[i] - pdiff[i] if phigh[i] == phigh[i] else 0 for i in keep]]
+            ax.errorbar([pdiff[i] for i in keep], [i - 0.15 for i in keep], xerr=perr, fmt="D", color="#d9822b",
+                        capsize=3, markersize=5, markerfacecolor="#d9822b" if verified else "white",
+                        label="paper (95 % Welch interval from its mean ± std)" if verified else
+                        f"paper, a number not yet checked against its text {UNVERIFIED}")
         xs += [v for v in pdiff + plow + phigh if v == v]
     pad = 0.1 * (max(xs) - min(xs) or 1.0)
     ax.set_xlim(min(xs) - pad, max(xs) + pad)
@@ -251,7 +276,9 @@ def verdict_sentence(table: pd.DataFrame, method: str, source: str) -> str:
                          f"too wide to decide.")
             else:
                 agree = " We disagree."
-            parts[-1] += f" The paper: {paper:+.2f} ({r.paper_dataset}), {r.paper_verdict}.{agree}"
+            unchecked = (" (from a number not yet checked against the paper's text)"
+                         if getattr(r, "paper_verified", None) is False else "")
+            parts[-1] += f" The paper: {paper:+.2f} ({r.paper_dataset}){unchecked}, {r.paper_verdict}.{agree}"
     if "paper_diff" not in table or table["paper_diff"].isna().all():
         parts.append("The paper has no row for this pruned model, so ours stands alone.")
     parts.append(CLAIMS["unstructured" if method in UNSTRUCTURED else "structured"])

@@ -47,8 +47,13 @@ def test_size_summary_has_one_row_per_pruned_model_and_sparsity_only_for_masks()
     assert list(t.index) == ["vgg19 p=0.5", "vgg19 p=0.5"] and list(t.method) == ["magnitude", "slimming"]
     assert list(t["FLOPs reduction %"]) == [45.0, 60.0] and list(t["params reduction %"]) == [50.0, 70.0]
     assert t["conv sparsity %"].iloc[0] == 50.0 and pd.isna(t["conv sparsity %"].iloc[1])
-    assert t.columns[-1] == "source" and t.source.iloc[0] == "ours: fashion-mnist, quick profile"
+    assert t.columns[-1] == "source" and t.source.iloc[0] == "ours: fashion-mnist, quick profile, 1 seed"
     assert size_summary(df[df.regime == "baseline"]).empty
+    # a method that finds its widths per seed: the mean of the seeds' pruned models, and the source says so
+    other_seed = {**_record("fine-tune", "slimming", 600, 50), "seed": 1}
+    t = size_summary(pd.concat([df, pd.DataFrame([other_seed])], ignore_index=True)).set_index("method")
+    assert t.loc["slimming", "params reduction %"] == 60.0 and t.loc["slimming", "FLOPs reduction %"] == 50.0
+    assert t.loc["slimming", "source"].endswith("mean of 2 seeds' pruned models (found per seed: params 0.000-0.000 M)")
 
 
 def test_scratch_b_epochs_show_a_range_where_seeds_pruned_differently():

@@ -66,6 +66,23 @@ def test_verdicts_pair_seeds_and_sit_beside_the_paper():
     assert b.paper_diff == pytest.approx(0.37) and b.paper_verdict == "scratch better" and b.agrees == True  # noqa: E712
 
 
+def test_a_paper_verdict_from_an_unchecked_number_is_marked():
+    from rethink.verdict import _paper_difference, shown_verdicts, verdict_sentence
+    # vgg16-a's fine-tuned 93.41 is recalled, not yet checked against the paper's text (verified False)
+    df = _records({"baseline": [91.0, 89.0, 90.0], "fine-tune": [90.0, 88.0, 89.0],
+                   "scratch-e": [89.5, 88.2, 89.1], "scratch-b": [91.0, 89.1, 89.9]})
+    v = verdicts(df)
+    assert list(v.paper_verified) == [False, False]
+    t = shown_verdicts(v, ["comparison", "verdict", "paper_verdict"], "comparison")
+    assert t.loc["Scratch-B - fine-tuned", "paper: verdict"] == "scratch better (u)"
+    assert "not yet checked against the paper's text" in verdict_sentence(v, "l1-norm", "book")
+    # both numbers checked: no mark
+    paper = pd.DataFrame([dict(dataset="cifar10", regime=r, acc_mean=m, acc_std=0.1, n_runs=5, verified=True)
+                          for r, m in (("fine-tune", 93.0), ("scratch-b", 93.5))])
+    assert _paper_difference(paper, "scratch-b")["paper_verified"] is True
+    assert _paper_difference(paper.assign(verified=[True, False]), "scratch-b")["paper_verified"] is False
+
+
 def test_forest_plot_has_a_line_per_comparison():
     from rethink.verdict import plot_forest
     df = _records({"baseline": [91.0, 89.0, 90.0], "fine-tune": [90.0, 88.0, 89.0],
@@ -110,6 +127,12 @@ def test_findings_are_computed_from_the_verdicts(tmp_path):
     assert predefined.verdict == "supported" and "1 scratch better, 1 on par, 0 scratch worse" in predefined.ours
     assert "fashion-mnist, book profile" in predefined.ours
     assert t.iloc[1].verdict == "inconclusive"  # no slimming or SFP runs
+    # one seed of an automatic method: inconclusive, and the model it has so far names its method
+    one = _records({"baseline": [91.0], "fine-tune": [90.0], "scratch-e": [89.5], "scratch-b": [91.0]},
+                   variant=None).assign(method="sss", prune_ratio=0.3)
+    v1 = verdicts(one)
+    auto = findings_table(v1, book_dir=tmp_path).iloc[1]
+    assert auto.verdict == "inconclusive" and f"so far sss {v1.model.iloc[0]} (1 paired seed)" in auto.ours
     worse = better.assign(best_acc=[b - 3.0 if r in ("scratch-e", "scratch-b") else b
                                     for r, b in zip(better.regime, better.best_acc)])
     assert findings_table(verdicts(worse), book_dir=tmp_path).iloc[0].verdict == "contradicted"
