@@ -98,6 +98,32 @@ def set_rerun_box(nb, commands: list[str]) -> None:
     nb.cells.insert(first_md + 1, cell)
 
 
+SHORT_PROFILES = ("quick", "smoke")  # profiles whose large models do not converge (the protocol page)
+PROFILE_MARK = "rethink-profile-note"
+
+
+def set_profile_note(nb) -> None:
+    """A warning box after the title of a page that ran with a short profile (its papermill ``profile``): what
+    that profile trains, that its large models had not converged, and that the findings leave it out; none for
+    the ``book`` and ``paper`` profiles.  A second call replaces the box."""
+    from .config import PROFILES
+    nb.cells = [c for c in nb.cells if PROFILE_MARK not in c.get("metadata", {}).get("tags", [])]
+    profile = nb.metadata.get("papermill", {}).get("parameters", {}).get("profile")
+    if profile not in SHORT_PROFILES:
+        return
+    p = PROFILES[profile]
+    cell = nbformat.v4.new_markdown_cell(
+        f":::{{warning}} A short run, not evidence\nThis page ran with the `{profile}` profile: {p['epochs']} epochs "
+        f"on {p['train_subset']:,} training images and a {p['test_subset']:,}-image test set. Its large models had "
+        f"not converged, so read it as a check of the pipeline, not as evidence for or against the paper; the "
+        f"findings on the first page leave it out. It may also predate the flagging of failed seeds, so a mean "
+        f"here can include a seed that did not train. The `book` profile re-runs it (the protocol page says which "
+        f"rows are done).\n:::")
+    cell.metadata["tags"] = [PROFILE_MARK]
+    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+    nb.cells.insert(first_md + 1, cell)
+
+
 def unique_figure_names(nb, page: str) -> None:
     """Prefix every figure label (``mystnb.figure.name``) with the page's name, and references to it in the page's
     markdown: each run page is an execution of the same notebook, and Sphinx wants a label once per book."""
@@ -136,13 +162,15 @@ def papermill_line(notebook, output, params: dict) -> str:
 def make_book_page(path: str | Path, title: Optional[str] = None, commands: Optional[list[str]] = None,
                    toc: str | Path | None = None) -> None:
     """Rewrite the executed notebook at ``path`` in place (atomically) as a book page.  Without ``title``, the
-    title ``toc`` (a _toc.yml) gives the page, if any; without ``commands``, papermill's own command."""
+    title ``toc`` (a _toc.yml) gives the page, if any; without ``commands``, the page's re-run box as it is, or
+    papermill's own command where it has none."""
     path = Path(path)
     nb = nbformat.read(str(path), as_version=4)
     if title is None and toc is not None:
         page = _page_name(path.resolve().relative_to(Path(toc).resolve().parent))
         title = toc_titles(toc).get(page)
-    if commands is None:
+    has_box = any(RERUN_MARK in c.get("metadata", {}).get("tags", []) for c in nb.cells)
+    if commands is None and not has_box:  # a box already there (e.g. the sweep's commands) stays as it is
         command = papermill_command(nb, path)
         commands = [command] if command else None
     hide_code(nb)
@@ -152,4 +180,5 @@ def make_book_page(path: str | Path, title: Optional[str] = None, commands: Opti
         set_title(nb, title)
     if commands:
         set_rerun_box(nb, commands)
+    set_profile_note(nb)  # after the rerun box: it goes first, right under the title
     atomic_write_bytes(path, nbformat.writes(nb).encode())

@@ -30,7 +30,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # in the paper (40 of 160).  ``per_arch`` settings apply to the architectures whose name starts with the key.
     "book": dict(n_seeds=3, epochs=30, finetune_epochs=8, batch_size=64, train_subset=10000, test_subset=None,
                  width_mult=0.5,
-                 # VGG: x0.25 trains 2.8x faster than x0.5 here, ample for 10 classes of 32x32 grey images; at 30
+                 # VGG: x0.25 has a quarter of x0.5's multiply-accumulates, ample for 10 classes of 32x32 grey images; at 30
                  # epochs VGG-16 gained 2.5 points from 2x the epochs (not converged), so it trains 60 (fine-tune 15)
                  per_arch={"vgg": dict(width_mult=0.25, epochs=60, finetune_epochs=15),
                            # torch.compile doubles the CIFAR ResNets' training speed here (bf16 alone: none), while

@@ -74,3 +74,25 @@ def test_a_page_made_by_papermill_alone_gets_papermill_s_command(tmp_path, monke
     box = next(c for c in nbformat.read(str(path), as_version=4).cells if "Re-run this page" in c.source)
     assert "papermill notebooks/results.ipynb book/results.ipynb -p findings_dir book" in box.source
     assert "reused" not in box.source  # it trains nothing
+
+
+def test_a_short_profile_page_says_it_is_not_evidence(tmp_path):
+    path = _notebook(tmp_path / "page.ipynb")
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata["papermill"] = {"parameters": {"profile": "quick"}}
+    nbformat.write(nb, str(path))
+    make_book_page(path, "A page", ["python -m rethink sweep grids/table1.yaml --only resnet110-a"])
+    make_book_page(path, "A page", ["python -m rethink sweep grids/table1.yaml --only resnet110-a"])
+    nb = nbformat.read(str(path), as_version=4)
+    notes = [i for i, c in enumerate(nb.cells) if "A short run, not evidence" in c.source]
+    assert notes == [1]  # once, right under the title, above the re-run box
+    make_book_page(path)  # as `python -m rethink page` does: the sweep's re-run box stays
+    nb = nbformat.read(str(path), as_version=4)
+    assert [c.source for c in nb.cells if "Re-run this page" in c.source][0].count("--only resnet110-a") == 1
+    assert "`quick` profile: 10 epochs on 3,000 training images and a 1,000-image test set." in \
+        nb.cells[1].source  # from the profile's settings
+    for profile in ("book", None):  # converged profiles (and pages without one) get none
+        nb.metadata["papermill"] = {"parameters": {"profile": profile}}
+        nbformat.write(nb, str(path))
+        make_book_page(path, "A page")
+        assert not [c for c in nbformat.read(str(path), as_version=4).cells if "A short run" in c.source]
