@@ -35,14 +35,14 @@ def toc_entries(toc_path: str | Path) -> dict[str, Optional[str]]:
     the toc is missing or not YAML."""
     try:
         toc = yaml.safe_load(Path(toc_path).read_text()) or {}
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
         return {}
     entries = {}
 
     def walk(node):
         if isinstance(node, dict):
             if "file" in node:
-                entries[_page_name(node["file"])] = str(node["title"]) if "title" in node else None
+                entries[_page_name(node["file"])] = None if node.get("title") is None else str(node["title"])
             for v in node.values():
                 walk(v)
         elif isinstance(node, list):
@@ -98,7 +98,6 @@ def set_rerun_box(nb, commands: list[str]) -> None:
     nb.cells.insert(first_md + 1, cell)
 
 
-SHORT_PROFILES = ("quick", "smoke")  # profiles whose large models do not converge (the protocol page)
 PROFILE_MARK = "rethink-profile-note"
 
 
@@ -106,12 +105,15 @@ def set_profile_note(nb) -> None:
     """A warning box after the title of a page that ran with a short profile (its papermill ``profile``): what
     that profile trains, that its large models had not converged, and that the findings leave it out; none for
     the ``book`` and ``paper`` profiles.  A second call replaces the box."""
-    from .config import PROFILES
+    from .config import PROFILES, SHORT_PROFILES
     nb.cells = [c for c in nb.cells if PROFILE_MARK not in c.get("metadata", {}).get("tags", [])]
-    profile = nb.metadata.get("papermill", {}).get("parameters", {}).get("profile")
+    params = nb.metadata.get("papermill", {}).get("parameters", {})
+    profile = params.get("profile")
     if profile not in SHORT_PROFILES:
         return
-    p = PROFILES[profile]
+    # the profile's settings, where the run did not set its own (-p epochs 30)
+    p = {**PROFILES[profile], **{k: params[k] for k in ("epochs", "train_subset", "test_subset")
+                                 if params.get(k) is not None}}
     cell = nbformat.v4.new_markdown_cell(
         f":::{{warning}} A short run, not evidence\nThis page ran with the `{profile}` profile: {p['epochs']} epochs "
         f"on {p['train_subset']:,} training images and a {p['test_subset']:,}-image test set. Its large models had "

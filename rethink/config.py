@@ -44,6 +44,9 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+SHORT_PROFILES = ("quick", "smoke")  # profiles whose large models do not converge (the protocol page)
+
+
 class ConfigError(ValueError):
     """A configuration value is unknown or out of range."""
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .report import pruned_label
+
 # The papers' claims and the evidence the papers give (PAPERS.md); which of our records speak to each.
 CLAIMS = (
     dict(key="predefined", paper="Liu et al. 2019",
@@ -46,18 +48,13 @@ STUDIES = (
 )
 
 
-def _label(method: str, model: str) -> str:
-    """A pruned model as the findings name it: a variant's label names its method (vgg16-a is L1-norm's), a
-    ratio's does not, and two methods may reach the same ratio ("thinet resnet56 p=0.5")."""
-    return model if method == "l1-norm" else f"{method} {model}"
-
-
 def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
     """(verdict, our evidence) of a claim "scratch on par or better" over the comparisons in ``rows``."""
     decided = rows[rows.verdict != "undecided"]
-    if decided.empty:  # n: the seeds with both regimes of a comparison, i.e. that pair
-        so_far = sorted({f"{_label(m, model)} ({n} paired seed{'s' if n != 1 else ''})"
-                         for m, model, n in zip(rows.method, rows.model, rows.n)})
+    if decided.empty:  # n: the seeds that pair (both regimes, neither flagged); per model, its best comparison
+        best = rows.groupby(["method", "model"], sort=False).n.max()
+        so_far = sorted(f"{pruned_label(m, model)} ({n} paired seed{'s' if n != 1 else ''})"
+                        for (m, model), n in best.items())
         return "inconclusive", ("no pruned model with 2+ seeds on this profile yet"
                                 + (f"; so far {', '.join(so_far)}" if so_far else ""))
     worse = int((decided.verdict == "scratch worse").sum())
@@ -89,14 +86,15 @@ CONTROL = dict(paper="control (this project)",
 def _control_row(control_rows: pd.DataFrame | None) -> dict:
     """The random-filters control as a findings row: supported when no decided pruned model has the criterion's
     filters better than random ones (on par), contradicted when every one has, mixed otherwise."""
-    c = control_rows if control_rows is not None else pd.DataFrame(columns=["verdict", "model", "n"])
+    c = control_rows if control_rows is not None else pd.DataFrame(columns=["verdict", "method", "model", "n"])
     decided = c[c.verdict != "undecided"]
     if decided.empty:
-        so_far = ", ".join(f"{m} ({n} seed{'s' if n != 1 else ''})" for m, n in zip(c.model, c.n))
+        so_far = ", ".join(f"{pruned_label(m, model)} ({n} seed{'s' if n != 1 else ''})"
+                           for m, model, n in zip(c.method, c.model, c.n))
         return dict(**CONTROL, ours="no pruned model with 2+ seeds of the control yet"
                     + (f"; so far {so_far}" if so_far else ""), verdict="inconclusive")
     better = int((decided.verdict == "criterion better").sum())
-    parts = [f"{_label(r.method, r.model)}: {r.diff:+.2f} points ({r.low:+.2f} to {r.high:+.2f}, {r.n} seeds), {r.verdict}"
+    parts = [f"{pruned_label(r.method, r.model)}: {r.diff:+.2f} points ({r.low:+.2f} to {r.high:+.2f}, {r.n} seeds), {r.verdict}"
              for r in decided.itertuples()]
     sources = sorted({f"{d}, {p} profile, {dev}" for d, p, dev in zip(decided.dataset, decided.profile,
                                                                      decided.device)})

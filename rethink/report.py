@@ -99,6 +99,12 @@ def model_label(arch: str, variant, prune_ratio) -> str:
     return variant if isinstance(variant, str) else f"{arch} p={prune_ratio:g}"
 
 
+def pruned_label(method: str, model: str) -> str:
+    """A pruned model with its method where its label does not imply it: a published variant does (vgg16-a is
+    L1-norm's), a ratio does not, and two methods may reach the same one ("thinet resnet56 p=0.5")."""
+    return model if method == "l1-norm" else f"{method} {model}"
+
+
 DIFFERENCES = (("scratch-e", "E − FT"), ("scratch-b", "B − FT"))
 
 

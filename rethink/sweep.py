@@ -336,21 +336,30 @@ def train_baseline(b: Baseline) -> Path:
     return path
 
 
+def _toc_page(run: Run) -> str:
+    """The run's executed notebook as _toc.yml names pages: relative to the book's folder (the run's working
+    folder), without ``.ipynb``."""
+    path = run.notebook_path.with_suffix("")
+    with contextlib.suppress(ValueError):  # Windows: another drive has no relative path; it stays absolute
+        path = Path(os.path.relpath(path, Path(run.cwd)))
+    return path.as_posix()
+
+
 def page_title(run: Run) -> Optional[str]:
     """The title _toc.yml gives the executed notebook's page, if any: it becomes the page's H1."""
-    page = Path(run.executed_dir or run.output_dir) / run.name
-    return toc_titles(Path(run.cwd) / "_toc.yml").get(str(page))
+    return toc_titles(Path(run.cwd) / "_toc.yml").get(_toc_page(run))
 
 
 def missing_from_toc(run: Run) -> Optional[str]:
     """The page (as _toc.yml would name it) of a run that writes into a folder of the book, i.e. one whose other
     pages _toc.yml lists, when the toc does not list it; else None.  jupyter-book (only_build_toc_files) would leave
-    it out, and the sweep would give it the notebook's own title: add the entry before the sweep writes the page."""
-    page = Path(run.executed_dir or run.output_dir) / run.name
+    it out, and the sweep would give it the notebook's own title: add the entry before the sweep writes the page
+    (a page already written gets its title from ``python -m rethink page``)."""
+    page = _toc_page(run)
     files = toc_entries(Path(run.cwd) / "_toc.yml")
-    if str(page) in files or not any(Path(f).parent == page.parent for f in files):
+    if page in files or not any(Path(f).parent == Path(page).parent for f in files):
         return None
-    return str(page)
+    return page
 
 
 def rerun_commands(run: Run) -> list[str]:
@@ -506,8 +515,9 @@ class Summary:
         if self.estimate:
             lines.append(f"  time: {self.estimate}")
         if self.not_in_toc:
-            lines.append(f"  NOT IN _toc.yml: {', '.join(self.not_in_toc)} (the book leaves such pages out, and "
-                         f"they get the notebook's own title: add their entries with a title, then re-run)")
+            lines.append(f"  NOT IN _toc.yml: {', '.join(self.not_in_toc)} (the book leaves such pages out: add "
+                         f"their entries with a title; a page already written then gets its title from `python -m "
+                         f"rethink page PAGE.ipynb`)")
         for name, (attempts, error) in sorted(self.failed.items()):
             lines.append(f"  FAILED {name} after {attempts} attempt(s): {error}")
         return "\n".join(lines)
@@ -782,8 +792,8 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
     summary = Summary(grid.name, sweep_output_dir(grid, profile, output_dir))
     tasks = _tasks(runs, baselines, summary)
     n_runs = sum(t.kind == "run" for t in tasks)
-    to_run = {t.label for t in tasks if t.kind == "run"}
-    summary.not_in_toc = [p for r in runs if r.name in to_run and (p := missing_from_toc(r))]
+    # every valid run, done or not: a page already written stays out of the book until the toc lists it
+    summary.not_in_toc = [p for r in runs if not r.error and (p := missing_from_toc(r))]
     if summary.not_in_toc and not dry_run:  # said before hours of training, and again in the summary
         print(f"{grid.name}: _toc.yml does not list {', '.join(summary.not_in_toc)}: the book will leave "
               f"{'it' if len(summary.not_in_toc) == 1 else 'them'} out", file=sys.stderr)

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from scipy import stats
 
+from .config import SHORT_PROFILES
 from .data import DATASETS
 
 GROUP = ["dataset", "profile", "device", "arch", "method", "variant", "prune_ratio", "baseline_tag"]
@@ -95,7 +96,7 @@ def _paper_difference(paper: pd.DataFrame, regime: str) -> dict:
             return dict(paper_dataset=dataset, paper_diff=round(diff, 2), paper_low=low, paper_high=high,
                         paper_verdict=verdict_word(low, high),
                         # both numbers checked against the paper's text (PAPERS.md [v]); else shown with "(u)"
-                        paper_verified=bool(a.verified) and bool(b.verified))
+                        paper_verified=bool(a.verified == True and b.verified == True))  # noqa: E712 (NaN: no)
     return {}
 
 
@@ -224,8 +225,8 @@ def plot_forest(table: pd.DataFrame, title: str = ""):
     ax.set_xlim(min(xs) - pad, max(xs) + pad)
     ax.set_ylim(-0.7, len(t) - 0.3)
     ax.axvline(0, color="grey", lw=0.8)
-    # a published variant names its method's row (vgg16-a); "vgg16 p=0.5" may be ThiNet's or channel pruning's
-    labels = [("" if meth == "l1-norm" else f"{meth} ") + f"{m}: {c.split(' - ')[0]}" + (f" (n={n})" if n < 2 else "")
+    from .report import pruned_label
+    labels = [f"{pruned_label(meth, m)}: {c.split(' - ')[0]}" + (f" (n={n})" if n < 2 else "")
               for m, meth, c, n in zip(t.model, t.method, t.comparison, t.n)]
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("accuracy difference to fine-tuning (points); right of 0: scratch better")
@@ -264,8 +265,11 @@ def verdict_sentence(table: pd.DataFrame, method: str, source: str) -> str:
         paper = getattr(r, "paper_diff", None)
         if paper is None or pd.isna(paper):
             continue
+        unchecked = (" (from a number not yet checked against the paper's text)"
+                     if getattr(r, "paper_verified", None) is False else "")
         if r.paper_verdict == "undecided":
-            parts[-1] += f" The paper reports {paper:+.2f} ({r.paper_dataset}) without a std, so no verdict there."
+            parts[-1] += (f" The paper reports {paper:+.2f} ({r.paper_dataset}){unchecked} without a std, so no "
+                          f"verdict there.")
         else:
             if r.agrees is None or pd.isna(r.agrees):
                 agree = ""
@@ -276,8 +280,6 @@ def verdict_sentence(table: pd.DataFrame, method: str, source: str) -> str:
                          f"too wide to decide.")
             else:
                 agree = " We disagree."
-            unchecked = (" (from a number not yet checked against the paper's text)"
-                         if getattr(r, "paper_verified", None) is False else "")
             parts[-1] += f" The paper: {paper:+.2f} ({r.paper_dataset}){unchecked}, {r.paper_verdict}.{agree}"
     if "paper_diff" not in table or table["paper_diff"].isna().all():
         parts.append("The paper has no row for this pruned model, so ours stands alone.")
@@ -286,8 +288,8 @@ def verdict_sentence(table: pd.DataFrame, method: str, source: str) -> str:
     if left:
         parts.append("Left out of the differences (failed runs, shown on the curves): " + "; ".join(left) + ".")
     profiles = set(table.profile)
-    if profiles & {"quick", "smoke"}:
-        parts.append(f"The {', '.join(sorted(profiles & {'quick', 'smoke'}))} profile's large models have not "
+    if profiles & set(SHORT_PROFILES):
+        parts.append(f"The {', '.join(sorted(profiles & set(SHORT_PROFILES)))} profile's large models have not "
                      f"converged: read this as a check of the pipeline, not as evidence for or against the paper.")
     return f"**Ours ({source}).** " + " ".join(parts)
 

@@ -50,10 +50,12 @@ def test_size_summary_has_one_row_per_pruned_model_and_sparsity_only_for_masks()
     assert t.columns[-1] == "source" and t.source.iloc[0] == "ours: fashion-mnist, quick profile, 1 seed"
     assert size_summary(df[df.regime == "baseline"]).empty
     # a method that finds its widths per seed: the mean of the seeds' pruned models, and the source says so
-    other_seed = {**_record("fine-tune", "slimming", 600, 50), "seed": 1}
-    t = size_summary(pd.concat([df, pd.DataFrame([other_seed])], ignore_index=True)).set_index("method")
+    seeds = [{**_record("fine-tune", "slimming", f, p), "seed": s} for s, f, p in ((0, 400, 3e5), (1, 600, 5e5))]
+    for r in seeds:
+        r["record"]["baseline"]["params"] = 1e6
+    t = size_summary(pd.DataFrame(seeds)).set_index("method")
     assert t.loc["slimming", "params reduction %"] == 60.0 and t.loc["slimming", "FLOPs reduction %"] == 50.0
-    assert t.loc["slimming", "source"].endswith("mean of 2 seeds' pruned models (found per seed: params 0.000-0.000 M)")
+    assert t.loc["slimming", "source"].endswith("mean of 2 seeds' pruned models (found per seed: params 0.300-0.500 M)")
 
 
 def test_scratch_b_epochs_show_a_range_where_seeds_pruned_differently():

@@ -210,6 +210,14 @@ def test_a_page_the_book_toc_lacks_is_named_before_it_is_written(tmp_path, monke
     g = write_grid(tmp_path, notebook="toy.ipynb", output_dir="book/runs", name="{tag}", axes=[{"tag": ["a", "b"]}])
     summary = sweep(g, dry_run=True)
     assert summary.not_in_toc == ["book/runs/b"] and "NOT IN _toc.yml: book/runs/b " in str(summary)
+    # a page already written (its run done, skipped by the sweep) stays out of the book too: still named
+    run_b = next(r for r in expand(load_grid(g), cwd=tmp_path)[0] if r.name == "b")
+    for path in (run_b.notebook_path, run_b.marker_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(), run_b.notebook_path)
+    run_b.marker_path.write_text(json.dumps({"run_id": run_b.run_id}))
+    summary = sweep(g, dry_run=True)
+    assert summary.skipped == ["b"] and summary.not_in_toc == ["book/runs/b"] and "rethink page" in str(summary)
     # pages outside the book's folders are not book pages: nothing to say
     g = write_grid(tmp_path, file="elsewhere", notebook="toy.ipynb", output_dir="out", name="{tag}",
                    axes=[{"tag": ["a", "b"]}])

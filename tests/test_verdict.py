@@ -91,6 +91,10 @@ def test_forest_plot_has_a_line_per_comparison():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["vgg16-a: Scratch-B", "vgg16-a: Scratch-E"]
     assert len(ax.containers) == 2  # ours and the paper's error bars
+    # vgg16-a's paper numbers are not yet checked against its text: hollow diamonds, and the legend says why
+    paper_markers = ax.containers[1].lines[0]
+    assert paper_markers.get_marker() == "D" and paper_markers.get_markerfacecolor() == "white"
+    assert "not yet checked" in [t.get_text() for t in ax.get_legend().get_texts()][1]
     # two methods at the same widths are told apart; a comparison with nothing to draw is left out
     thinet = _records({"baseline": [91.0, 89.0], "fine-tune": [90.0, 88.0], "scratch-e": [89.0, 88.5],
                        "scratch-b": [91.0, 89.5]}, variant=None).assign(method="thinet", prune_ratio=0.5)
