@@ -91,6 +91,32 @@ def test_parity_writes_its_result(tmp_path, fashion_root):
 
 
 @pytest.mark.slow
+def test_parity_on_a_profile_in_separate_processes_then_merged(tmp_path, fashion_root):
+    # the book's parity check: each arm (and seed) in its own process on its own core, then compared in one table
+    common = ["--device", "cpu", "--threads", "1", "--data-root", fashion_root, "--profile", "smoke", "--arch",
+              "resnet20"]
+    run(PARITY, *common, "--arms", "reference", "--seeds", "0", "1", "--json", tmp_path / "ref.json")
+    for seed in (0, 1):
+        run(PARITY, *common, "--arms", "profile", "--seeds", seed, "--json", tmp_path / f"fast{seed}.json")
+    out = run(PARITY, "--merge", tmp_path / "ref.json", tmp_path / "fast0.json", tmp_path / "fast1.json",
+              "--json", tmp_path / "m.json")
+    result = json.loads((tmp_path / "m.json").read_text())
+    s = result["settings"]
+    # the smoke profile's large model: its epochs, batch, subsets and width, not the script's own defaults
+    assert (s["profile"], s["epochs"], s["batch"], s["train_images"], s["width_mult"]) == ("smoke", 2, 32, 128, 0.125)
+    assert [a["arm"] for a in result["arms"]] == ["reference", "profile"] and s["seeds"] == [0, 1]
+    assert [r["seed"] for r in result["arms"][1]["runs"]] == [0, 1]  # the two processes' seeds joined
+    assert [c["arm"] for c in result["comparisons"]] == ["profile"] and len(result["commands"]) == 3
+    assert out.count("`python benchmarks/parity.py") == 3  # every command that made it
+    # results of other settings are not compared
+    run(PARITY, *common[:-1], "vgg11", "--arms", "profile", "--seeds", "0", "--epochs", "1", "--json",
+        tmp_path / "other.json")
+    proc = subprocess.run([sys.executable, str(PARITY), "--merge", str(tmp_path / "ref.json"),
+                           str(tmp_path / "other.json")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0 and "other settings" in proc.stderr
+
+
+@pytest.mark.slow
 def test_throughput_takes_widths_from_the_profile_and_adds_a_compile_row(tmp_path):
     args = [a for a in TINY if a not in ("--width-mult", "0.125")]
     out = run(THROUGHPUT, *args, "--models", "vgg16", "resnet20", "--profile", "book", "--large-batch", "0",
