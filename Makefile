@@ -39,7 +39,7 @@ test: $(STAMP)
 # The protocol page's convergence check: each large model of the book (seed 0, the one the rows prune) against
 # 2x the epochs.  Done checks are read from their records and the cache.
 CONVERGE ?= "vgg16" "resnet56" "resnet110" "vgg19" "vgg19-slim --method slimming" "densenet40 --method slimming" \
-            "resnet56 --method sfp --prune-ratio 0.3"
+            "resnet56 --method sfp --prune-ratio 0.3" "resnet56 --method sss --prune-ratio 0.3"
 
 convergence: $(STAMP)
 	for a in $(CONVERGE); do \
