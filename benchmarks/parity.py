@@ -27,10 +27,12 @@ and (b) its binomial standard error from the size of the test set.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -115,6 +117,11 @@ def setting(a):
     return data, Schedule(a.epochs, a.lr, (0.5, 0.75)), model, None
 
 
+def commands_of(result: dict) -> list:
+    """The commands that made a result: one, or (a merge) every one of its parts'."""
+    return result.get("commands") or [result["command"]]
+
+
 def mean_std(v):
     return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
 
@@ -140,7 +147,7 @@ def markdown(result: dict) -> str:
     s = result["settings"]
     profile = f", the `{s['profile']}` profile's large model" if s.get("profile") else ""
     warmup = f", {s['warmup_epochs']} warm-up epoch(s) at lr / 10" if s.get("warmup_epochs") else ""
-    commands = result.get("commands") or [result["command"]]
+    commands = commands_of(result)
     lines = [f"Device: **{result['device']}**; torch {result['torch']}.  {s['dataset']}, {s['train_images']} "
              f"training / {s['test_images']} test images, {s['arch']} at width multiplier {s['width_mult']}"
              f"{profile}, {s['epochs']} epochs (lr {s['lr']}, /10 at 50% and 75%{warmup}), batch {s['batch']}, "
@@ -171,8 +178,7 @@ def comparisons(arms: list) -> list:
 def merge(paths: list) -> dict:
     """One result from several written with the same settings (seeds aside): runs of the same arm joined, in
     seed order; the device and every command kept."""
-    import json
-    results = [json.loads(open(p).read()) for p in paths]
+    results = [json.loads(Path(p).read_text()) for p in paths]
     strip = lambda s: {k: v for k, v in s.items() if k != "seeds"}  # noqa: E731
     first = results[0]
     for p, r in zip(paths[1:], results[1:]):
@@ -191,7 +197,7 @@ def merge(paths: list) -> dict:
                 arms[arm["arm"]] = arm
     arms = [arms[k] for k in sorted(arms, key=lambda k: ARMS.index(k) if k in ARMS else len(ARMS))]
     seeds = sorted({x["seed"] for arm in arms for x in arm["runs"]})
-    commands = [c for r in results for c in (r.get("commands") or [r["command"]])]
+    commands = [c for r in results for c in commands_of(r)]
     return dict(first, settings={**first["settings"], "seeds": seeds}, arms=arms, comparisons=comparisons(arms),
                 command=commands[0], commands=commands, finished_at=max(r["finished_at"] for r in results))
 

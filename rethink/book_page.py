@@ -85,17 +85,29 @@ def set_title(nb, title: str) -> None:
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {title}"))
 
 
+def _tagged(cell, tag: str) -> bool:
+    return tag in cell.get("metadata", {}).get("tags", [])
+
+
+def _set_box(nb, tag: str, source: Optional[str]) -> None:
+    """Replace the cell tagged ``tag`` (a box this module inserts) by a markdown cell of ``source`` right after the
+    title cell; None: remove it only."""
+    nb.cells = [c for c in nb.cells if not _tagged(c, tag)]
+    if source is None:
+        return
+    cell = nbformat.v4.new_markdown_cell(source)
+    cell.metadata["tags"] = [tag]
+    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
+    nb.cells.insert(first_md + 1, cell)
+
+
 def set_rerun_box(nb, commands: list[str]) -> None:
     """A tip box after the title cell with the exact commands that remake this page."""
-    nb.cells = [c for c in nb.cells if RERUN_MARK not in c.get("metadata", {}).get("tags", [])]
     body = "\n".join(commands)
     # a page the sweep made trains models; one that only reads records (the results page) has nothing to reuse
     reuse = ("Finished runs are reused from their records; deleting them retrains.\n"
              if any(" rethink sweep " in c for c in commands) else "")
-    cell = nbformat.v4.new_markdown_cell(f":::{{tip}} Re-run this page\n```bash\n{body}\n```\n{reuse}:::")
-    cell.metadata["tags"] = [RERUN_MARK]
-    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
-    nb.cells.insert(first_md + 1, cell)
+    _set_box(nb, RERUN_MARK, f":::{{tip}} Re-run this page\n```bash\n{body}\n```\n{reuse}:::")
 
 
 PROFILE_MARK = "rethink-profile-note"
@@ -106,24 +118,22 @@ def set_profile_note(nb) -> None:
     that profile trains, that its large models had not converged, and that the findings leave it out; none for
     the ``book`` and ``paper`` profiles.  A second call replaces the box."""
     from .config import PROFILES, SHORT_PROFILES
-    nb.cells = [c for c in nb.cells if PROFILE_MARK not in c.get("metadata", {}).get("tags", [])]
     params = nb.metadata.get("papermill", {}).get("parameters", {})
     profile = params.get("profile")
     if profile not in SHORT_PROFILES:
+        _set_box(nb, PROFILE_MARK, None)
         return
     # the profile's settings, where the run did not set its own (-p epochs 30)
     p = {**PROFILES[profile], **{k: params[k] for k in ("epochs", "train_subset", "test_subset")
                                  if params.get(k) is not None}}
-    cell = nbformat.v4.new_markdown_cell(
+    text = (
         f":::{{warning}} A short run, not evidence\nThis page ran with the `{profile}` profile: {p['epochs']} epochs "
         f"on {p['train_subset']:,} training images and a {p['test_subset']:,}-image test set. Its large models had "
         f"not converged, so read it as a check of the pipeline, not as evidence for or against the paper; the "
         f"findings on the first page leave it out. It may also predate the flagging of failed seeds, so a mean "
         f"here can include a seed that did not train. The `book` profile re-runs it (the protocol page says which "
         f"rows are done).\n:::")
-    cell.metadata["tags"] = [PROFILE_MARK]
-    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
-    nb.cells.insert(first_md + 1, cell)
+    _set_box(nb, PROFILE_MARK, text)
 
 
 def unique_figure_names(nb, page: str) -> None:
@@ -171,7 +181,7 @@ def make_book_page(path: str | Path, title: Optional[str] = None, commands: Opti
     if title is None and toc is not None:
         page = _page_name(path.resolve().relative_to(Path(toc).resolve().parent))
         title = toc_titles(toc).get(page)
-    has_box = any(RERUN_MARK in c.get("metadata", {}).get("tags", []) for c in nb.cells)
+    has_box = any(_tagged(c, RERUN_MARK) for c in nb.cells)
     if commands is None and not has_box:  # a box already there (e.g. the sweep's commands) stays as it is
         command = papermill_command(nb, path)
         commands = [command] if command else None

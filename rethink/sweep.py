@@ -498,7 +498,7 @@ class Summary:
     held: dict = field(default_factory=dict)       # name -> why another sweep has it (running it, or done it)
     pending: list = field(default_factory=list)    # names of runs a dry run would execute
     estimate: str = ""                              # a dry run's estimate of the training time left
-    not_in_toc: list = field(default_factory=list)  # pages of runs to execute that the book's _toc.yml lacks
+    not_in_toc: list = field(default_factory=list)  # pages of the grid's runs (done or not) that _toc.yml lacks
 
     @property
     def ok(self) -> bool:
