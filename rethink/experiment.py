@@ -300,11 +300,17 @@ def control_config(cfg: RunConfig, control: str | None) -> RunConfig | None:
     return dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, method=control))
 
 
+def trainings(cfg: RunConfig) -> list[tuple[Path, int, str]]:
+    """(record, seed, regime) of what ``run_experiment(cfg)`` leaves behind: each seed's baseline and the method's
+    regimes, in the order it trains them."""
+    out = Path(cfg.output_dir) / "records"
+    return [(_record_path(out, cfg, regime, seed), seed, regime) for seed in cfg.seeds
+            for regime in ("baseline",) + method_regimes(cfg.prune.method)]
+
+
 def record_paths(cfg: RunConfig) -> list[Path]:
     """The records ``run_experiment(cfg)`` leaves behind: each seed's baseline and the method's regimes."""
-    out = Path(cfg.output_dir) / "records"
-    return [_record_path(out, cfg, regime, seed) for seed in cfg.seeds
-            for regime in ("baseline",) + method_regimes(cfg.prune.method)]
+    return [path for path, _, _ in trainings(cfg)]
 
 
 def configure(**params) -> RunConfig:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import pruned_label
+from .report import n_seeds, pruned_label
 
 # The papers' claims and the evidence the papers give (PAPERS.md); which of our records speak to each.
 CLAIMS = (
@@ -53,7 +53,7 @@ def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
     decided = rows[rows.verdict != "undecided"]
     if decided.empty:  # n: the seeds that pair (both regimes, neither flagged); per model, its best comparison
         best = rows.groupby(["method", "model"], sort=False).n.max()
-        so_far = sorted(f"{pruned_label(m, model)} ({n} paired seed{'s' if n != 1 else ''})"
+        so_far = sorted(f"{pruned_label(m, model)} ({n_seeds(n, 'paired seed')})"
                         for (m, model), n in best.items())
         return "inconclusive", ("no pruned model with 2+ seeds on this profile yet"
                                 + (f"; so far {', '.join(so_far)}" if so_far else ""))
@@ -89,7 +89,7 @@ def _control_row(control_rows: pd.DataFrame | None) -> dict:
     c = control_rows if control_rows is not None else pd.DataFrame(columns=["verdict", "method", "model", "n"])
     decided = c[c.verdict != "undecided"]
     if decided.empty:
-        so_far = ", ".join(f"{pruned_label(m, model)} ({n} seed{'s' if n != 1 else ''})"
+        so_far = ", ".join(f"{pruned_label(m, model)} ({n_seeds(n)})"
                            for m, model, n in zip(c.method, c.model, c.n))
         return dict(**CONTROL, ours="no pruned model with 2+ seeds of the control yet"
                     + (f"; so far {so_far}" if so_far else ""), verdict="inconclusive")

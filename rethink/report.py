@@ -28,8 +28,13 @@ def mean_std(values) -> str:
     return f"{s.mean():.2f} ± {s.std(ddof=1):.2f}"
 
 
+def n_seeds(n: int, what: str = "seed") -> str:
+    """"1 seed", "3 seeds" ("2 paired seeds" with ``what="paired seed"``)."""
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
 def _source(dataset, profile, device, n) -> str:
-    return f"ours: {dataset}, {profile} profile, {device}, {n} seed{'s' if n != 1 else ''}"
+    return f"ours: {dataset}, {profile} profile, {device}, {n_seeds(n)}"
 
 
 def caption(df: pd.DataFrame) -> str:
@@ -307,7 +312,7 @@ def size_summary(df: pd.DataFrame) -> pd.DataFrame:
                      **_size_row(pruned_model, r["baseline"], "dense_flops" in r["model"])})
         n = len(per_seed)
         rows[-1]["source"] = (f"ours: {d['dataset']}, {d['profile']} profile, "
-                              + (f"{n} seed{'s' if n != 1 else ''}" if len(sizes) == 1 else
+                              + (n_seeds(n) if len(sizes) == 1 else
                                  f"mean of {n} seeds' pruned models (found per seed: params "
                                  f"{min(p for p, _ in sizes) / 1e6:.3f}-{max(p for p, _ in sizes) / 1e6:.3f} M)"))
     table = pd.DataFrame(rows).set_index("model")

@@ -34,9 +34,16 @@ on Ray: the baseline tasks' ObjectRefs are arguments of the run tasks, and carry
 the run).  A file lock on the cache entry keeps two sweeps (or two Ray workers of one machine) from training
 the same baseline at once.
 
-Each task runs in a subprocess of its own (``python -m rethink.sweep baseline|run SPEC``): its torch threads and
-``CUDA_VISIBLE_DEVICES`` are set through its environment, a crash or kill -9 takes only that task down, and the
-notebook's kernel (a child of it) exits with it.
+Trainings: each record an experiment run lacks (one seed's fine-tuning, Scratch-E or Scratch-B, of the method or
+of its control) is a task of its own too, after its seed's large model and before the run, whose notebook then
+reads the records back and trains nothing.  So ``--jobs 2`` trains two of one row's seeds or regimes at once,
+rather than one notebook's nine trainings one after another; tasks are ordered run by run, so rows finish in
+order.  With one job (local engine) the notebook trains its records itself, in one process.  A lock per record
+makes a second sweep wait for the first's training and then find its record.
+
+Each task runs in a subprocess of its own (``python -m rethink.sweep baseline|training|run SPEC``): its torch
+threads and ``CUDA_VISIBLE_DEVICES`` are set through its environment, a crash or kill -9 takes only that task
+down, and the notebook's kernel (a child of it) exits with it.
 """
 from __future__ import annotations
 
@@ -105,6 +112,7 @@ class Run:
     executed_dir: Optional[str] = None  # folder of the executed notebook; None: output_dir
     baselines: list = field(default_factory=list)  # names of the baseline tasks this run needs (kind experiment)
     records: list = field(default_factory=list)    # record files the run must leave behind (kind experiment)
+    trainings: list = field(default_factory=list)  # one Training (as a dict) per record, in the same order
     control: Optional[str] = None  # the control the notebook runs beside the method (its records are in records)
     error: Optional[str] = None    # the parameters are invalid: the run fails without executing
 
@@ -241,6 +249,25 @@ def expand(grid: Grid, profile: Optional[str] = None, overrides: Optional[dict] 
     return runs, baselines
 
 
+@dataclass
+class Training:
+    """One record of an experiment run: a seed's regime (or only its large model's record), trained by a task of
+    its own before the run executes its notebook, so that one row's trainings share the sweep's jobs instead of
+    running one after another inside the notebook (which then only reads them back)."""
+    record: str                    # the record it writes, relative to cwd
+    config: dict                   # RunConfig.to_dict() of the method (or of its control) with this seed only
+    seed: int
+    regime: str                    # fine-tune | scratch-e | scratch-b | baseline (the large model's record only)
+    baseline: str                  # cache name of the large model it prunes (its baseline task)
+    cwd: str
+    label: str
+
+    @property
+    def lock_path(self) -> Path:
+        record = Path(self.cwd) / self.record  # <output_dir>/records/<id>.json; the lock goes beside the state
+        return record.parent.parent / STATE / "trainings" / f"{record.stem}.lock"
+
+
 def configure_kwargs(params: dict) -> dict:
     """The notebook parameters that rethink.experiment.configure takes (the notebook passes them through)."""
     import inspect
@@ -254,7 +281,7 @@ def configure_kwargs(params: dict) -> dict:
 
 def _plan_experiment(run: Run, params: dict, baselines: dict) -> None:
     """Fill ``run.baselines`` and ``run.records`` the way run_experiment will name them."""
-    from .experiment import baseline_path, configure, control_config, record_paths
+    from .experiment import baseline_path, configure, control_config, trainings
     kwargs = configure_kwargs(params)
     cfg = configure(**dict(kwargs))
     for seed in cfg.seeds:
@@ -264,7 +291,15 @@ def _plan_experiment(run: Run, params: dict, baselines: dict) -> None:
     # the notebook's own runs and those of its control (random filters at the same widths), when it has one
     control = control_config(cfg, params.get("control"))
     run.control = params.get("control") if control is not None else None
-    run.records += list(dict.fromkeys(str(p) for c in (cfg, control) if c is not None for p in record_paths(c)))
+    for c in (cfg, control) if control is not None else (cfg,):
+        for path, seed, regime in trainings(c):
+            if str(path) in run.records:  # the large model's record: the control's is the method's
+                continue
+            run.records.append(str(path))
+            what = regime if c is cfg or regime == "baseline" else f"{c.prune.method} {regime}"
+            run.trainings.append(dataclasses.asdict(Training(
+                record=str(path), config=dataclasses.replace(c, seeds=(seed,)).to_dict(), seed=seed, regime=regime,
+                baseline=baseline_path(cfg, seed).name, cwd=run.cwd, label=f"{run.name}: {what} seed {seed}")))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -320,6 +355,18 @@ def file_lock(path: Path, wait: bool = True):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def train_record(t: Training) -> None:
+    """Write ``t``'s record (run_experiment of one seed and regime; its large model is cached by then) unless it
+    is there.  The lock makes a second sweep wait for the first's training and then find the record written."""
+    from .config import RunConfig
+    from .experiment import run_experiment
+    with file_lock(t.lock_path):
+        run_experiment(RunConfig.from_dict(t.config), progress=False,
+                       regimes=() if t.regime == "baseline" else (t.regime,))
+    if not (Path(t.cwd) / t.record).is_file():
+        raise RuntimeError(f"the training finished but did not write its record {t.record}")
 
 
 def train_baseline(b: Baseline) -> Path:
@@ -420,12 +467,15 @@ def die_with_parent() -> None:
 
 
 def _worker_main(argv: list[str]) -> int:
-    """``python -m rethink.sweep baseline|run SPEC_JSON``: one task; the error goes to stderr's last line."""
+    """``python -m rethink.sweep baseline|training|run SPEC_JSON``: one task; the error goes to stderr's last
+    line."""
     die_with_parent()
     kind, spec = argv
     try:
         if kind == "baseline":
             print(train_baseline(Baseline(**json.loads(spec))))
+        elif kind == "training":
+            train_record(Training(**json.loads(spec)))
         else:
             run = Run(**json.loads(spec))
             # Two sweeps of one grid (two terminals, local beside Ray): the run's lock makes the second leave it
@@ -525,8 +575,8 @@ class Summary:
 
 @dataclass
 class _Task:
-    key: str                       # "baseline:<name>" or "run:<run id>"
-    kind: str                      # baseline | run
+    key: str                       # "baseline:<name>", "training:<record>" or "run:<run id>"
+    kind: str                      # baseline | training | run
     spec: dict
     deps: list                     # keys of the tasks that must succeed first
     label: str
@@ -537,33 +587,45 @@ class _Task:
     cached: bool = False           # a baseline already in this machine's cache (a Ray node may still lack it)
 
 
-def _tasks(runs: list[Run], baselines: dict, summary: Summary) -> list[_Task]:
-    """Tasks for the runs that are not done (and the baselines those need), marking the others."""
+def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = True) -> list[_Task]:
+    """Tasks for the runs that are not done, marking the others: for each run, the large models it needs, then
+    (``split``) one training per missing record, then the run itself (its notebook, which trains what is left and
+    reads the rest back).  Listed run by run, each task after what it needs, so that the jobs finish one row before
+    they start the next."""
     from .experiment import baseline_path, configure
-    todo, tasks, needed = [], [], set()
+    from .records import read_record
+    tasks, by_key = [], {}
+
+    def add(task: _Task) -> str:
+        if task.key not in by_key:
+            by_key[task.key] = task
+            tasks.append(task)
+        return task.key
+
     for run in runs:
         if run.error:
             summary.failed[run.name] = (0, f"invalid parameters: {run.error}")
-        elif is_done(run):
+            continue
+        if is_done(run):
             summary.skipped.append(run.name)
-        else:
-            todo.append(run)
-    # a run with all its records only remakes its page: it needs no large model (read each run's records once)
-    missing = {run.run_id for run in todo if missing_records(run)}
-    for run in todo:
-        if run.run_id in missing:
-            needed.update(run.baselines)
-    for name in sorted(needed):
-        b = baselines[name]
-        task = _Task(f"baseline:{name}", "baseline", dataclasses.asdict(b), [], f"baseline {name}",
-                     log_dir=Path(b.cwd) / todo[0].output_dir / STATE / f"baseline-{Path(name).stem}")
-        with contextlib.suppress(Exception):  # cached on this machine: the local engine has nothing to train
-            task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
-        tasks.append(task)
-    for run in todo:
-        deps = [f"baseline:{n}" for n in dict.fromkeys(run.baselines)] if run.run_id in missing else []
-        tasks.append(_Task(f"run:{run.run_id}", "run", dataclasses.asdict(run), deps, run.name,
-                           log_dir=run.state_dir))
+            continue
+        # a run with all its records only remakes its page: it needs no large model
+        todo = [Training(**t) for t in run.trainings if read_record(Path(run.cwd) / t["record"]) is None]
+        training = {t.seed for t in todo if t.regime != "baseline"}  # these write their seed's large model's record
+        todo = [t for t in todo if t.regime != "baseline" or t.seed not in training]
+        deps = []
+        for name in dict.fromkeys(t.baseline for t in todo):
+            b = baselines[name]
+            task = _Task(f"baseline:{name}", "baseline", dataclasses.asdict(b), [], f"baseline {name}",
+                         log_dir=Path(b.cwd) / run.output_dir / STATE / f"baseline-{Path(name).stem}")
+            with contextlib.suppress(Exception):  # cached on this machine: the local engine has nothing to train
+                task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
+            deps.append(add(task))
+        for t in todo if split else []:
+            deps.append(add(_Task(f"training:{t.record}", "training", dataclasses.asdict(t),
+                                  [f"baseline:{t.baseline}"], t.label,
+                                  log_dir=run.state_dir / f"training-{Path(t.record).stem}")))
+        add(_Task(f"run:{run.run_id}", "run", dataclasses.asdict(run), deps, run.name, log_dir=run.state_dir))
     return tasks
 
 
@@ -575,7 +637,7 @@ def _how_far(task: _Task, cached: set, left: Optional[dict] = None) -> str:
     if not records:
         return ""
     have = sum((Path(task.spec["cwd"]) / r).exists() for r in records)
-    deps = list(dict.fromkeys(task.deps))
+    deps = [d for d in task.deps if d.startswith("baseline:")]
     minutes = sum(m for m in (left or {}).values() if m is not None)
     unknown = sum(m is None for m in (left or {}).values())
     left = ("" if left is None else "; only its page to make" if not minutes and not unknown else
@@ -688,24 +750,41 @@ def run_local(tasks: list[_Task], jobs: int = 1, retries: int = 1, gpus_per_run:
                 on_finish(t)
 
 
-def _ray_baseline(spec: dict, log_dir: Optional[str] = None) -> tuple:
-    """Ray task: the baseline checkpoint, trained here unless cached, as (file name, bytes)."""
+# A Ray task returns the large models it trained, [(cache name, bytes)], and the tasks that need them get them as
+# arguments and put them into their node's cache.  (Records and notebooks need no shipping: the workers share the
+# output folder, see the README.)
+
+def _place(outputs: tuple) -> None:
+    from .experiment import cache_dir
+    from .records import atomic_write_bytes
+    for name, data in (c for checkpoints in outputs for c in checkpoints):
+        path = cache_dir() / "baselines" / name
+        if not path.exists():
+            atomic_write_bytes(path, data)
+
+
+def _ray_baseline(spec: dict, log_dir: Optional[str] = None) -> list:
+    """Ray task: the baseline checkpoint, trained here unless cached."""
     error = run_worker("baseline", spec, task_env(_ray_threads()), log_dir)
     if error:
         raise RuntimeError(error)
     from .experiment import baseline_path, configure
     b = Baseline(**spec)
-    return b.name, baseline_path(configure(**dict(b.params)), b.seed).read_bytes()
+    return [(b.name, baseline_path(configure(**dict(b.params)), b.seed).read_bytes())]
 
 
-def _ray_run(spec: dict, *checkpoints: tuple) -> str:
-    """Ray task: put the baselines this run needs into this node's cache, then execute the run."""
-    from .experiment import cache_dir
-    from .records import atomic_write_bytes
-    for name, data in checkpoints:
-        path = cache_dir() / "baselines" / name
-        if not path.exists():
-            atomic_write_bytes(path, data)
+def _ray_training(spec: dict, log_dir: Optional[str], *outputs: list) -> list:
+    """Ray task: put the large model into this node's cache, then train."""
+    _place(outputs)
+    error = run_worker("training", spec, task_env(_ray_threads()), log_dir)
+    if error:
+        raise RuntimeError(error)
+    return []
+
+
+def _ray_run(spec: dict, *outputs: list) -> str:
+    """Ray task: put the large models this run needs into this node's cache, then execute the run."""
+    _place(outputs)
     run = Run(**spec)
     error = run_worker("run", spec, task_env(_ray_threads()), run.state_dir)
     if error and error.startswith(HELD_PREFIX):
@@ -722,9 +801,10 @@ def _ray_threads() -> int:
 
 def run_ray(tasks: list[_Task], address: Optional[str] = None, retries: int = 1, cpus_per_run: float = 1,
             gpus_per_run: Optional[float] = None, on_finish: Callable[[_Task], None] = lambda t: None) -> None:
-    """Each task a Ray task (``num_gpus`` a fraction); a run's baselines are ObjectRef arguments of it, so Ray
-    starts the run when they are ready and ships the checkpoints to its node.  ``address`` None starts a local
-    Ray; else connects (e.g. "127.0.0.1:6379", "auto"); Ray waits for an unreachable address without end."""
+    """Each task a Ray task (``num_gpus`` a fraction); the tasks a task needs (large models, trainings) give
+    ObjectRef arguments of it, so Ray starts it when they are done and ships the checkpoints to its node.
+    ``address`` None starts a local Ray; else connects (e.g. "127.0.0.1:6379", "auto"); Ray waits for an
+    unreachable address without end."""
     try:
         import ray
     except ImportError as e:
@@ -742,11 +822,14 @@ def run_ray(tasks: list[_Task], address: Optional[str] = None, retries: int = 1,
             gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
         opts = dict(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries, retry_exceptions=True)
         baseline_fn = ray.remote(_ray_baseline).options(**opts)
+        training_fn = ray.remote(_ray_training).options(**opts)
         run_fn = ray.remote(_ray_run).options(**opts)
         refs = {}
-        for t in tasks:  # baselines come first in ``tasks``
+        for t in tasks:  # each task comes after the tasks it needs in ``tasks``
             if t.kind == "baseline":
                 refs[t.key] = baseline_fn.remote(t.spec, t.log_dir and str(t.log_dir))
+            elif t.kind == "training":
+                refs[t.key] = training_fn.remote(t.spec, t.log_dir and str(t.log_dir), *[refs[d] for d in t.deps])
             else:
                 refs[t.key] = run_fn.remote(t.spec, *[refs[d] for d in t.deps])
         waiting = {refs[t.key]: t for t in tasks}
@@ -790,7 +873,8 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
                             f"{', '.join(r.name for r in runs)}")
         runs = [r for r in runs if r.name in only]
     summary = Summary(grid.name, sweep_output_dir(grid, profile, output_dir))
-    tasks = _tasks(runs, baselines, summary)
+    # one job gains nothing from a task per training (each would start a process and load the data again)
+    tasks = _tasks(runs, baselines, summary, split=jobs > 1 or engine == "ray")
     n_runs = sum(t.kind == "run" for t in tasks)
     # every valid run, done or not: a page already written stays out of the book until the toc lists it
     summary.not_in_toc = [p for r in runs if not r.error and (p := missing_from_toc(r))]
@@ -820,10 +904,19 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
         check_run_paths(summary.output_dir, root or None, cache=grid.kind == "experiment")
     bar = tqdm(total=len(runs), initial=len(runs) - n_runs, desc=grid.name, unit="run", disable=not progress,
                file=sys.stderr)
+    n_trainings, trained = sum(t.kind == "training" for t in tasks), []
+
+    def postfix() -> None:  # a run takes hours: the bar also counts the trainings it is made of
+        bar.set_postfix(**({"trainings": f"{len(trained)}/{n_trainings}"} if n_trainings else {}),
+                        **({"failed": len(summary.failed)} if summary.failed else {}))
+    postfix()
 
     def on_finish(t: _Task) -> None:
         if t.status == "failed":
             bar.write(f"{grid.name}: {t.label} failed after {t.attempts} attempt(s): {t.error}", file=sys.stderr)
+        if t.kind == "training" and t.status == "done":
+            trained.append(t.key)
+            postfix()
         if t.kind != "run":
             return
         if t.status == "done":
@@ -833,7 +926,7 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
         else:
             summary.failed[t.label] = (t.attempts, t.error)
         bar.update(1)
-        bar.set_postfix(failed=len(summary.failed), refresh=False)
+        postfix()
 
     try:
         if engine == "local":

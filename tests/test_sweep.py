@@ -170,6 +170,38 @@ def test_a_run_with_all_its_records_needs_no_large_model(tmp_path, fashion_root)
         f"resnet56-b ({shared} of {n} records, 0 of 1 large models cached; {n - 1} training(s) not measured yet)"]
 
 
+def test_each_missing_record_is_a_training_task_between_its_large_model_and_its_run(tmp_path, fashion_root):
+    # so that --jobs 2 trains two seeds or regimes of one row at once; rows still come one after another
+    from rethink.sweep import Summary, _tasks
+    out = tmp_path / "tiny"
+    runs, baselines = expand(load_grid(TINY), output_dir=str(out), overrides={"data_root": fashion_root}, cwd=ROOT)
+    a, b = runs
+    written = next(r for r in a.records if r.endswith("-l1-norm-resnet56-a-fine-tune-s0.json"))
+    (out / "records").mkdir(parents=True)
+    Path(written).write_text("{}")
+    base = f"baseline:{a.baselines[0]}"
+    # one job: the notebooks train their records themselves
+    assert [(t.key, t.deps) for t in _tasks(runs, baselines, Summary("tiny", str(out)), split=False)] == [
+        (base, []), (f"run:{a.run_id}", [base]), (f"run:{b.run_id}", [base])]
+    tasks = _tasks(runs, baselines, Summary("tiny", str(out)))
+    regimes = lambda run: [r for r in run.records if "-baseline-" not in r]  # noqa: E731
+    assert [t.key for t in tasks] == ([base] + [f"training:{r}" for r in regimes(a) if r != written]
+                                      + [f"run:{a.run_id}"] + [f"training:{r}" for r in regimes(b)]
+                                      + [f"run:{b.run_id}"])
+    by_key = {t.key: t for t in tasks}
+    assert all(t.deps == [base] for t in tasks if t.kind == "training")
+    assert by_key[f"run:{b.run_id}"].deps == [base] + [f"training:{r}" for r in regimes(b)]
+    control = by_key[f"training:{next(r for r in regimes(a) if '-random-filters-' in r)}"]
+    assert control.label == "resnet56-a: random-filters fine-tune seed 0" and control.spec["seed"] == 0
+    assert control.spec["config"]["prune"]["method"] == "random-filters" and list(control.spec["config"]["seeds"]) == [0]
+    # with every regime written, only the large model's record is left: one training writes it
+    for r in regimes(a):
+        Path(r).write_text("{}")
+    tasks = _tasks(runs[:1], baselines, Summary("tiny", str(out)))
+    assert [(t.kind, t.spec.get("regime")) for t in tasks] == [("baseline", None), ("training", "baseline"),
+                                                               ("run", None)]
+
+
 def test_a_dry_run_estimates_the_training_left_from_finished_runs(tmp_path, fashion_root):
     from rethink.experiment import configure
     from rethink.records import FORMAT, write_record
@@ -350,8 +382,10 @@ def test_cli_sweep_runs_the_tiny_grid_then_skips_everything(tmp_path, fashion_ro
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "tiny: 2 done, 0 skipped, 0 failed" in proc.stdout
     _check_tiny_outputs(out)
-    # the shared baseline was trained once, by its own task, before the two runs
+    # the shared baseline was trained once, by its own task, before the two runs; then each run's four trainings
+    # (three regimes and the control's fine-tuning), each by its own task
     assert len(list((out / ".sweep").glob("baseline-resnet56-*/attempt-*.log"))) == 1
+    assert len(list((out / ".sweep").glob("*/training-*/attempt-1.log"))) == 8
     mtimes = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file()}
     proc = cli(*_tiny_args(out, fashion_root), "--jobs", "2")
     assert proc.returncode == 0 and "tiny: 0 done, 2 skipped, 0 failed" in proc.stdout
