@@ -194,6 +194,8 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
                            provenance=provenance(cfg.device, base_metrics.get("train_time_s", time.time() - t0)))
                 write_record(rec, path)
         records.append(rec)
+        if not wanted:  # only the large model's record was asked for: no need to prune
+            continue
 
         train_loader.reseed(seed)  # a method that samples training data (ThiNet) sees the same batches every time
         result = get_method(cfg.prune.method)(copy.deepcopy(base), **method_kwargs(cfg.prune.method, cfg.prune, seed,

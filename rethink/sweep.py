@@ -38,7 +38,7 @@ Trainings: each record an experiment run lacks (one seed's fine-tuning, Scratch-
 of its control) is a task of its own too, after its seed's large model and before the run, whose notebook then
 reads the records back and trains nothing.  So ``--jobs 2`` trains two of one row's seeds or regimes at once,
 rather than one notebook's nine trainings one after another; tasks are ordered run by run, so rows finish in
-order.  With one job (local engine) the notebook trains its records itself, in one process.  A lock per record
+order.  With one job, and on Ray, the notebook trains its records itself, in one process.  A lock per record
 makes a second sweep wait for the first's training and then find its record.
 
 Each task runs in a subprocess of its own (``python -m rethink.sweep baseline|training|run SPEC``): its torch
@@ -255,7 +255,8 @@ class Training:
     its own before the run executes its notebook, so that one row's trainings share the sweep's jobs instead of
     running one after another inside the notebook (which then only reads them back)."""
     record: str                    # the record it writes, relative to cwd
-    config: dict                   # RunConfig.to_dict() of the method (or of its control) with this seed only
+    params: dict                   # keyword arguments of rethink.experiment.configure (the run's)
+    control: Optional[str]         # None: the run's method; else its control's record
     seed: int
     regime: str                    # fine-tune | scratch-e | scratch-b | baseline (the large model's record only)
     baseline: str                  # cache name of the large model it prunes (its baseline task)
@@ -297,9 +298,12 @@ def _plan_experiment(run: Run, params: dict, baselines: dict) -> None:
                 continue
             run.records.append(str(path))
             what = regime if c is cfg or regime == "baseline" else f"{c.prune.method} {regime}"
+            # the configuration is made again where the training runs (device, bf16: that machine's), as the
+            # notebook makes it, so that the notebook finds the record written under its own settings
             run.trainings.append(dataclasses.asdict(Training(
-                record=str(path), config=dataclasses.replace(c, seeds=(seed,)).to_dict(), seed=seed, regime=regime,
-                baseline=baseline_path(cfg, seed).name, cwd=run.cwd, label=f"{run.name}: {what} seed {seed}")))
+                record=str(path), params=kwargs, control=None if c is cfg else run.control, seed=seed,
+                regime=regime, baseline=baseline_path(cfg, seed).name, cwd=run.cwd,
+                label=f"{run.name}: {what} seed {seed}")))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -360,13 +364,15 @@ def file_lock(path: Path, wait: bool = True):
 def train_record(t: Training) -> None:
     """Write ``t``'s record (run_experiment of one seed and regime; its large model is cached by then) unless it
     is there.  The lock makes a second sweep wait for the first's training and then find the record written."""
-    from .config import RunConfig
-    from .experiment import run_experiment
+    from .experiment import configure, control_config, run_experiment
+    cfg = configure(**dict(t.params))
+    cfg = control_config(cfg, t.control) if t.control else cfg
     with file_lock(t.lock_path):
-        run_experiment(RunConfig.from_dict(t.config), progress=False,
+        run_experiment(dataclasses.replace(cfg, seeds=(t.seed,)), progress=False,
                        regimes=() if t.regime == "baseline" else (t.regime,))
     if not (Path(t.cwd) / t.record).is_file():
         raise RuntimeError(f"the training finished but did not write its record {t.record}")
+    print(t.record)  # the log's last line, as the baseline task's is its checkpoint
 
 
 def train_baseline(b: Baseline) -> Path:
@@ -625,7 +631,8 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = Tru
             deps.append(add(_Task(f"training:{t.record}", "training", dataclasses.asdict(t),
                                   [f"baseline:{t.baseline}"], t.label,
                                   log_dir=run.state_dir / f"training-{Path(t.record).stem}")))
-        add(_Task(f"run:{run.run_id}", "run", dataclasses.asdict(run), deps, run.name, log_dir=run.state_dir))
+        spec = dataclasses.asdict(dataclasses.replace(run, trainings=[]))  # its worker's argument: kept short
+        add(_Task(f"run:{run.run_id}", "run", spec, deps, run.name, log_dir=run.state_dir))
     return tasks
 
 
@@ -750,41 +757,24 @@ def run_local(tasks: list[_Task], jobs: int = 1, retries: int = 1, gpus_per_run:
                 on_finish(t)
 
 
-# A Ray task returns the large models it trained, [(cache name, bytes)], and the tasks that need them get them as
-# arguments and put them into their node's cache.  (Records and notebooks need no shipping: the workers share the
-# output folder, see the README.)
-
-def _place(outputs: tuple) -> None:
-    from .experiment import cache_dir
-    from .records import atomic_write_bytes
-    for name, data in (c for checkpoints in outputs for c in checkpoints):
-        path = cache_dir() / "baselines" / name
-        if not path.exists():
-            atomic_write_bytes(path, data)
-
-
-def _ray_baseline(spec: dict, log_dir: Optional[str] = None) -> list:
-    """Ray task: the baseline checkpoint, trained here unless cached."""
+def _ray_baseline(spec: dict, log_dir: Optional[str] = None) -> tuple:
+    """Ray task: the baseline checkpoint, trained here unless cached, as (file name, bytes)."""
     error = run_worker("baseline", spec, task_env(_ray_threads()), log_dir)
     if error:
         raise RuntimeError(error)
     from .experiment import baseline_path, configure
     b = Baseline(**spec)
-    return [(b.name, baseline_path(configure(**dict(b.params)), b.seed).read_bytes())]
+    return b.name, baseline_path(configure(**dict(b.params)), b.seed).read_bytes()
 
 
-def _ray_training(spec: dict, log_dir: Optional[str], *outputs: list) -> list:
-    """Ray task: put the large model into this node's cache, then train."""
-    _place(outputs)
-    error = run_worker("training", spec, task_env(_ray_threads()), log_dir)
-    if error:
-        raise RuntimeError(error)
-    return []
-
-
-def _ray_run(spec: dict, *outputs: list) -> str:
-    """Ray task: put the large models this run needs into this node's cache, then execute the run."""
-    _place(outputs)
+def _ray_run(spec: dict, *checkpoints: tuple) -> str:
+    """Ray task: put the baselines this run needs into this node's cache, then execute the run."""
+    from .experiment import cache_dir
+    from .records import atomic_write_bytes
+    for name, data in checkpoints:
+        path = cache_dir() / "baselines" / name
+        if not path.exists():
+            atomic_write_bytes(path, data)
     run = Run(**spec)
     error = run_worker("run", spec, task_env(_ray_threads()), run.state_dir)
     if error and error.startswith(HELD_PREFIX):
@@ -801,10 +791,9 @@ def _ray_threads() -> int:
 
 def run_ray(tasks: list[_Task], address: Optional[str] = None, retries: int = 1, cpus_per_run: float = 1,
             gpus_per_run: Optional[float] = None, on_finish: Callable[[_Task], None] = lambda t: None) -> None:
-    """Each task a Ray task (``num_gpus`` a fraction); the tasks a task needs (large models, trainings) give
-    ObjectRef arguments of it, so Ray starts it when they are done and ships the checkpoints to its node.
-    ``address`` None starts a local Ray; else connects (e.g. "127.0.0.1:6379", "auto"); Ray waits for an
-    unreachable address without end."""
+    """Each task a Ray task (``num_gpus`` a fraction); a run's baselines are ObjectRef arguments of it, so Ray
+    starts the run when they are ready and ships the checkpoints to its node.  ``address`` None starts a local
+    Ray; else connects (e.g. "127.0.0.1:6379", "auto"); Ray waits for an unreachable address without end."""
     try:
         import ray
     except ImportError as e:
@@ -822,14 +811,11 @@ def run_ray(tasks: list[_Task], address: Optional[str] = None, retries: int = 1,
             gpus_per_run = 1.0 if ray.cluster_resources().get("GPU", 0) else 0.0
         opts = dict(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries, retry_exceptions=True)
         baseline_fn = ray.remote(_ray_baseline).options(**opts)
-        training_fn = ray.remote(_ray_training).options(**opts)
         run_fn = ray.remote(_ray_run).options(**opts)
         refs = {}
-        for t in tasks:  # each task comes after the tasks it needs in ``tasks``
+        for t in tasks:  # baselines come first in ``tasks``
             if t.kind == "baseline":
                 refs[t.key] = baseline_fn.remote(t.spec, t.log_dir and str(t.log_dir))
-            elif t.kind == "training":
-                refs[t.key] = training_fn.remote(t.spec, t.log_dir and str(t.log_dir), *[refs[d] for d in t.deps])
             else:
                 refs[t.key] = run_fn.remote(t.spec, *[refs[d] for d in t.deps])
         waiting = {refs[t.key]: t for t in tasks}
@@ -873,8 +859,10 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
                             f"{', '.join(r.name for r in runs)}")
         runs = [r for r in runs if r.name in only]
     summary = Summary(grid.name, sweep_output_dir(grid, profile, output_dir))
-    # one job gains nothing from a task per training (each would start a process and load the data again)
-    tasks = _tasks(runs, baselines, summary, split=jobs > 1 or engine == "ray")
+    # One job gains nothing from a task per training (each would start a process and load the data again).  Ray
+    # keeps one task per run: a Ray task costs a worker of its own (about 90 s a task for the test grid's
+    # seconds-long trainings on the loaded 2-core machine, against 20 s locally).
+    tasks = _tasks(runs, baselines, summary, split=engine == "local" and _gpu_slots(max(1, jobs), gpus_per_run)[1] > 1)
     n_runs = sum(t.kind == "run" for t in tasks)
     # every valid run, done or not: a page already written stays out of the book until the toc lists it
     summary.not_in_toc = [p for r in runs if not r.error and (p := missing_from_toc(r))]

@@ -171,9 +171,15 @@ def test_seeds_run_apart_are_reused_by_a_run_of_all_of_them(tmp_path, fashion_ro
     assert [r["metrics"] for r in both] == [r["metrics"] for r in apart[0] + apart[1]]
 
 
-def test_regimes_can_run_apart(tmp_path, fashion_root):
+def test_regimes_can_run_apart(tmp_path, fashion_root, monkeypatch):
     # fine-tune while the large model is cached, the scratch runs later: the records are the same ones
     cfg = tiny(tmp_path, fashion_root, seeds=[0])
+    # no regime: the large model's record only (the sweep's task for it), and nothing pruned
+    with monkeypatch.context() as m:
+        m.setattr(experiment, "get_method", lambda name: pytest.fail("pruned with no regime asked for"))
+        only = run_experiment(dataclasses.replace(cfg, output_dir=str(tmp_path / "base")), progress=False, regimes=())
+    assert [r["regime"] for r in only] == ["baseline"]
+    assert [p.name for p in (tmp_path / "base" / "records").iterdir()] == [f"{only[0]['run_id']}.json"]
     first = run_experiment(cfg, progress=False, regimes=("fine-tune",))
     assert [r["regime"] for r in first] == ["baseline", "fine-tune"]
     rest = run_experiment(cfg, progress=False)

@@ -193,7 +193,8 @@ def test_each_missing_record_is_a_training_task_between_its_large_model_and_its_
     assert by_key[f"run:{b.run_id}"].deps == [base] + [f"training:{r}" for r in regimes(b)]
     control = by_key[f"training:{next(r for r in regimes(a) if '-random-filters-' in r)}"]
     assert control.label == "resnet56-a: random-filters fine-tune seed 0" and control.spec["seed"] == 0
-    assert control.spec["config"]["prune"]["method"] == "random-filters" and list(control.spec["config"]["seeds"]) == [0]
+    assert control.spec["control"] == "random-filters" and control.spec["params"]["method"] == "l1-norm"
+    assert by_key[f"run:{a.run_id}"].spec["trainings"] == []  # the worker's argument stays short
     # with every regime written, only the large model's record is left: one training writes it
     for r in regimes(a):
         Path(r).write_text("{}")
@@ -385,7 +386,12 @@ def test_cli_sweep_runs_the_tiny_grid_then_skips_everything(tmp_path, fashion_ro
     # the shared baseline was trained once, by its own task, before the two runs; then each run's four trainings
     # (three regimes and the control's fine-tuning), each by its own task
     assert len(list((out / ".sweep").glob("baseline-resnet56-*/attempt-*.log"))) == 1
-    assert len(list((out / ".sweep").glob("*/training-*/attempt-1.log"))) == 8
+    logs = list((out / ".sweep").glob("*/training-*/attempt-1.log"))
+    assert len(logs) == 8
+    for log in logs:  # each record written by its training (the log's last line names it), not again by the notebook
+        record = out / "records" / f"{log.parent.name.removeprefix('training-')}.json"
+        assert log.read_text().splitlines()[-1].endswith(record.name)
+        assert record.stat().st_mtime <= log.stat().st_mtime
     mtimes = {p: p.stat().st_mtime for p in out.rglob("*") if p.is_file()}
     proc = cli(*_tiny_args(out, fashion_root), "--jobs", "2")
     assert proc.returncode == 0 and "tiny: 0 done, 2 skipped, 0 failed" in proc.stdout
