@@ -54,7 +54,6 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -656,9 +655,6 @@ def _how_far(task: _Task, cached: set, left: Optional[dict] = None) -> str:
             f"cached{left})")
 
 
-_REGIME_OF = re.compile(r"-(baseline|fine-tune|scratch-e|scratch-b)-s\d+\.json$")
-
-
 def _minutes_like(done, cfg, regime: str) -> Optional[float]:
     """Wall minutes a missing run of ``regime`` under ``cfg`` should take, judged from finished records ``done``
     (:func:`rethink.records.load_records`): the median of the same row's other seeds (same method, variant and
@@ -679,7 +675,7 @@ def _trainings_left(task: _Task, done) -> dict:
     """{what: estimated wall minutes, or None when nothing like it is measured} for what ``task`` still has to
     train: a run's missing records, each as :func:`_minutes_like` judges it (keyed by path; a large model's record
     costs nothing, its baseline task trains it); a baseline task's large model unless cached."""
-    from .experiment import configure, control_config, record_paths
+    from .experiment import configure, control_config, trainings
     if task.kind == "baseline":
         return {} if task.cached else {task.key: _minutes_like(done, configure(**dict(task.spec["params"])),
                                                                 "baseline")}
@@ -688,8 +684,7 @@ def _trainings_left(task: _Task, done) -> dict:
     cfg = configure(**configure_kwargs(task.spec.get("parameters") or {}))
     out = {}
     for c in (cfg, control_config(cfg, task.spec.get("control"))):  # as _plan_experiment lists the records
-        for path in record_paths(c) if c is not None else []:
-            regime = _REGIME_OF.search(path.name).group(1)
+        for path, _, regime in trainings(c) if c is not None else []:
             if regime != "baseline" and not (Path(task.spec["cwd"]) / path).exists():
                 out[str(path)] = _minutes_like(done, c, regime)
     return out
