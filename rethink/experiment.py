@@ -3,7 +3,8 @@ Scratch-E | Scratch-B, for each seed, with one record per run.
 
 Baselines are cached as checkpoints keyed by everything that determines them (arch, widths, data, schedule,
 seed), so a second experiment on the same baseline (another variant, another method) reuses it.  Records of
-finished runs are reused too (``resume=True``), so an interrupted experiment continues where it stopped; a seed
+finished runs are reused too (``resume=True``), so an interrupted experiment continues where it stopped, and a
+training cut off part-way continues from its last saved epoch (``rethink.train.TrainingState``); a seed
 whose records are all finished needs no large model at all, and the scratch runs of a predefined method need only
 its untrained initialisation, so neither retrains a large model that has left the cache.
 """
@@ -117,9 +118,9 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
     hooks = training.hooks if training is not None else Hooks()  # e.g. slimming's penalty on BN scales
     metrics = train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress,
                     desc=f"baseline {cfg.arch} seed {seed}", perf=cfg.perf, after_backward=hooks.after_backward,
-                    on_epoch_end=hooks.on_epoch_end)
+                    on_epoch_end=hooks.on_epoch_end, state_path=path.with_suffix(".state.pt"))
     # kept with the checkpoint, so that a record written from the cache reports what training cost, not the load
-    metrics = {**metrics, "train_time_s": round(time.time() - t0, 2)}
+    metrics = {**metrics, "train_time_s": round(time.time() - t0 + metrics.get("earlier_train_s", 0), 2)}
     atomic_torch_save(dict(format=FORMAT, arch=cfg.arch, num_classes=info.num_classes, in_channels=info.in_channels,
                            widths=list(model.widths), state_dict=model.state_dict(), metrics=metrics), path)
     return model, metrics, False
@@ -237,16 +238,30 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
                 torch.manual_seed(seed)
                 model = result.init_scratch(build_model(cfg, info, result.widths))
             train_loader.reseed(seed)
+            state = _state_path(path, cfg, result.widths, schedule)
+            if not resume:  # a restart trains from the start, whatever an earlier attempt left
+                state.unlink(missing_ok=True)
             metrics = train(model, train_loader, test_loader, schedule, progress=progress,
                             desc=f"{regime} {cfg.prune.variant or cfg.arch} seed {seed}", perf=cfg.perf,
-                            after_backward=hooks.after_backward, on_epoch_end=hooks.on_epoch_end)
+                            after_backward=hooks.after_backward, on_epoch_end=hooks.on_epoch_end,
+                            state_path=state)
             rec = dict(**ours, metrics=metrics,
                        # measured after training: a mask that did not hold would show here
                        prune=dict(clamped=result.clamped, trained_sparsity=round(sparsity(model), 6), **report),
-                       provenance=provenance(cfg.device, time.time() - t0))
+                       provenance=provenance(cfg.device, time.time() - t0 + metrics.get("earlier_train_s", 0)))
             write_record(rec, path)
             records.append(rec)
     return records
+
+
+def _state_path(record: Path, cfg: RunConfig, widths, schedule: Schedule) -> Path:
+    """Where the training of ``record`` keeps its state while it runs (``rethink.train.TrainingState``): in the
+    cache, named by the record and a hash of everything that determines the training, so that only the very same
+    training (same output folder, settings, widths, schedule) continues from it."""
+    what = dict(record=str(Path(record).resolve()), config=dataclasses.replace(cfg, seeds=()).to_dict(),
+                widths=widths, schedule=dataclasses.asdict(schedule))
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return cache_dir() / "training-states" / f"{Path(record).stem}-{digest}.state.pt"
 
 
 def _same_settings(rec: dict | None, cfg: RunConfig, any_method: bool = False) -> bool:

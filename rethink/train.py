@@ -12,8 +12,12 @@ plain (uncompiled) model, and the model is handed back in the default memory lay
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import time
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -118,15 +122,79 @@ def evaluate(model: nn.Module, loader: Iterable, perf: PerfConfig | None = None,
 
 def train(model: nn.Module, train_loader, test_loader, schedule: Schedule, *,
           after_backward: Sequence[Callable] = (), on_epoch_end: Sequence[Callable] = (),
-          progress: bool = True, desc: str = "train", perf: PerfConfig | None = None) -> dict:
+          progress: bool = True, desc: str = "train", perf: PerfConfig | None = None,
+          state_path: str | Path | None = None) -> dict:
     """Train ``model`` in place; returns metrics {curve: [per epoch], best_acc, final_acc, epochs, perf}, where
-    ``perf`` holds the speed settings used, resolved for the model's device."""
+    ``perf`` holds the speed settings used, resolved for the model's device.
+
+    With ``state_path`` the training survives an interruption: the state after each epoch (weights, optimizer,
+    the loader's and torch's random streams, the curve) is written there, atomically and at most every
+    ``STATE_EVERY_S`` seconds, and a later call with the same path continues from it, ending with the very weights
+    an uninterrupted run gives.  The metrics then say so (``resumed_at_epoch``).  The file goes when the training
+    ends.  The caller makes the path unique to everything that determines the training."""
     perf = _perf(perf, _device(model))
+    state = TrainingState(state_path, schedule) if state_path is not None else None
     with speed_setup(model, perf) as forward:
         metrics = _train(model, train_loader, test_loader, schedule, after_backward, on_epoch_end, progress, desc,
-                         perf, forward)
+                         perf, forward, state)
     metrics["perf"] = dict(vars(perf))
+    if state is not None:
+        state.remove()
     return metrics
+
+
+STATE_EVERY_S = 30.0  # a lost interval costs at most this much training; a write costs a fraction of a second
+
+
+class TrainingState:
+    """The file a resumable training writes after its epochs and reads back when it starts again."""
+
+    def __init__(self, path, schedule: Schedule):
+        self.path, self.schedule = Path(path), dataclasses.asdict(schedule)
+        self.last_write = time.monotonic()
+
+    def load(self, model: nn.Module, optimizer, loader) -> tuple[list, float]:
+        """Restore a saved state into ``model``, ``optimizer`` and ``loader``; returns (curve so far, seconds the
+        earlier attempts trained), or ([], 0) when there is none.  A state that is unreadable or was written for
+        another schedule is reported and ignored: the training starts over, as it would have without it."""
+        if not self.path.exists():
+            return [], 0.0
+        try:
+            s = torch.load(self.path, map_location=_device(model), weights_only=True)
+            if s.get("schedule") != self.schedule:
+                raise ValueError(f"written for another schedule, {s.get('schedule')}, not {self.schedule}")
+            shapes = lambda sd: {k: tuple(v.shape) for k, v in sd.items()}  # noqa: E731
+            if shapes(s["model"]) != shapes(model.state_dict()):  # checked first: a failed load would leave half
+                raise ValueError("its weights are another model's")
+            model.load_state_dict(s["model"])
+            optimizer.load_state_dict(s["optimizer"])
+        except Exception as e:  # noqa: BLE001 (truncated, other model, other schedule: all mean start over)
+            warnings.warn(f"training state {self.path} is unusable ({type(e).__name__}: {e}); starting over")
+            return [], 0.0
+        if s["loader_rng"] is not None:
+            _generator(loader).set_state(s["loader_rng"].cpu())
+        torch.set_rng_state(s["torch_rng"].cpu())
+        return list(s["curve"]), float(s["elapsed_s"])
+
+    def save(self, model: nn.Module, optimizer, loader, curve: list, elapsed_s: float, final: bool) -> None:
+        """Write the state after an epoch, unless one was written less than ``STATE_EVERY_S`` ago or this was the
+        last epoch (the caller is about to write the result)."""
+        if final or time.monotonic() - self.last_write < STATE_EVERY_S:
+            return
+        from .records import atomic_torch_save
+        g = _generator(loader)
+        atomic_torch_save(dict(schedule=self.schedule, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                               loader_rng=None if g is None else g.get_state(), torch_rng=torch.get_rng_state(),
+                               curve=curve, elapsed_s=elapsed_s), self.path)
+        self.last_write = time.monotonic()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _generator(loader) -> torch.Generator | None:
+    """The generator behind a loader's order and augmentation (TensorLoader and DataLoader both keep one)."""
+    return getattr(loader, "generator", None)
 
 
 @contextlib.contextmanager
@@ -151,12 +219,14 @@ def speed_setup(model: nn.Module, perf: PerfConfig):
 
 
 def _train(model, train_loader, test_loader, schedule, after_backward, on_epoch_end, progress, desc, perf,
-           forward) -> dict:
+           forward, state: TrainingState | None) -> dict:
     params_bn = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params_bn, lr=schedule.lr, momentum=schedule.momentum,
                                 weight_decay=schedule.weight_decay)
-    curve = []
-    bar = tqdm(range(schedule.epochs), desc=desc, disable=not progress, leave=False)
+    curve, earlier_s = state.load(model, optimizer, train_loader) if state is not None else ([], 0.0)
+    start, t0 = len(curve), time.monotonic()
+    bar = tqdm(range(start, schedule.epochs), desc=desc, disable=not progress, leave=False, initial=start,
+               total=schedule.epochs)
     for epoch in bar:
         lr = schedule.lr_at(epoch)
         for g in optimizer.param_groups:
@@ -170,6 +240,10 @@ def _train(model, train_loader, test_loader, schedule, after_backward, on_epoch_
         for hook in on_epoch_end:
             hook(model, epoch)
         bar.set_postfix(test_acc=f"{test_acc:.2f}", lr=f"{lr:g}")
+        if state is not None:
+            state.save(model, optimizer, train_loader, curve, earlier_s + time.monotonic() - t0,
+                       final=epoch + 1 == schedule.epochs)
     accs = [c["test_acc"] for c in curve]
+    resumed = dict(resumed_at_epoch=start, earlier_train_s=round(earlier_s, 2)) if start else {}
     return dict(curve=curve, epochs=schedule.epochs,
-                best_acc=max(accs) if accs else None, final_acc=accs[-1] if accs else None)
+                best_acc=max(accs) if accs else None, final_acc=accs[-1] if accs else None, **resumed)

@@ -1,0 +1,99 @@
+"""The training loop survives an interruption: a training that stops part-way continues from its last saved epoch
+and ends with the very weights of an uninterrupted one."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import smoke_config
+from rethink import experiment, train as train_module
+from rethink.config import PerfConfig
+from rethink.data import DATASETS, TensorLoader
+from rethink.experiment import cache_dir, run_experiment
+from rethink.models import default_widths, get_model, scale_widths
+from rethink.train import Schedule, train
+
+CIFAR = DATASETS["cifar10"]
+PERF = PerfConfig(amp="bf16", channels_last=True)  # the book's CPU settings
+
+
+class Stop(Exception):
+    """Stands for a killed process."""
+
+
+def setup():
+    """A fresh start, as a new process would make it: the same initialisation and loader seed."""
+    torch.manual_seed(0)
+    model = get_model("resnet20", 10, scale_widths(default_widths("resnet20"), 0.25), 3)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 3, 32, 32, generator=g), torch.randint(0, 10, (96,), generator=g)
+    return (model, TensorLoader(x, y, CIFAR, 32, shuffle=True, augment=True, seed=0),
+            TensorLoader(x, y, CIFAR, 48, shuffle=False, augment=False))
+
+
+def stop_after(epoch: int):
+    def hook(model, e):
+        if e == epoch:
+            raise Stop
+    return hook
+
+
+@pytest.fixture
+def every_epoch(monkeypatch):
+    monkeypatch.setattr(train_module, "STATE_EVERY_S", 0.0)
+
+
+@pytest.mark.parametrize("compile", ["off", pytest.param("default", marks=pytest.mark.slow)])
+def test_an_interrupted_training_ends_as_an_uninterrupted_one(tmp_path, every_epoch, compile):
+    schedule, perf = Schedule(4, 0.05), dataclasses.replace(PERF, compile=compile)
+    model, tr, te = setup()
+    straight = train(model, tr, te, schedule, perf=perf, progress=False)
+    state = tmp_path / "t.state.pt"
+    model2, tr, te = setup()
+    with pytest.raises(Stop):  # stopped during epoch 3: epochs 1-2 are saved, epoch 3's work is lost
+        train(model2, tr, te, schedule, perf=perf, progress=False, state_path=state, on_epoch_end=[stop_after(2)])
+    assert state.exists()
+    model3, tr, te = setup()
+    resumed = train(model3, tr, te, schedule, perf=perf, progress=False, state_path=state)
+    assert resumed["resumed_at_epoch"] == 2 and resumed["earlier_train_s"] > 0
+    assert resumed["curve"] == straight["curve"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(model3.state_dict()[k], v), k
+    assert not state.exists(), "the state goes when the training ends"
+
+
+def test_a_state_of_another_schedule_is_reported_and_the_training_starts_over(tmp_path, every_epoch):
+    state = tmp_path / "t.state.pt"
+    model, tr, te = setup()
+    with pytest.raises(Stop):
+        train(model, tr, te, Schedule(3, 0.05), perf=PERF, progress=False, state_path=state,
+              on_epoch_end=[stop_after(1)])
+    model, tr, te = setup()
+    with pytest.warns(UserWarning, match="unusable.*another.*starting over"):
+        m = train(model, tr, te, Schedule(3, 0.01), perf=PERF, progress=False, state_path=state)
+    assert "resumed_at_epoch" not in m and len(m["curve"]) == 3
+    state.write_bytes(b"truncated")
+    model, tr, te = setup()
+    with pytest.warns(UserWarning, match="unusable"):
+        train(model, tr, te, Schedule(1, 0.01), perf=PERF, progress=False, state_path=state)
+
+
+def test_a_run_killed_mid_training_continues_that_training(tmp_path, fashion_root, monkeypatch, every_epoch):
+    cfg = smoke_config(tmp_path, fashion_root, arch="vgg11", method="l1-norm", prune_ratio=0.5, epochs=3)
+    real_train = experiment.train
+
+    def killed_in_scratch_e(model, *a, desc="", on_epoch_end=(), **k):
+        if desc.startswith("scratch-e"):
+            on_epoch_end = (*on_epoch_end, stop_after(1))
+        return real_train(model, *a, desc=desc, on_epoch_end=on_epoch_end, **k)
+    monkeypatch.setattr(experiment, "train", killed_in_scratch_e)
+    with pytest.raises(Stop):
+        run_experiment(cfg, progress=False, regimes=("scratch-e",))
+    states = list((cache_dir() / "training-states").glob("*scratch-e-s0-*.state.pt"))
+    assert len(states) == 1
+    monkeypatch.setattr(experiment, "train", real_train)
+    rec = run_experiment(cfg, progress=False, regimes=("scratch-e",))[-1]
+    assert rec["regime"] == "scratch-e" and rec["metrics"]["resumed_at_epoch"] == 1
+    assert len(rec["metrics"]["curve"]) == 3 and not states[0].exists()
