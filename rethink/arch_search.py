@@ -16,11 +16,11 @@ import torch
 
 from .config import ConfigError, RunConfig
 from .data import DatasetInfo, get_loaders
-from .experiment import build_model, get_baseline, original_widths, schedule_for
+from .experiment import build_model, get_baseline, original_widths, same_settings, schedule_for, training_state_path
 from .metrics import count_flops, count_params
 from .models import default_widths, get_model, scale_widths
 from .prune import get_method, method_kwargs
-from .records import provenance, write_record
+from .records import earlier_train_s, provenance, read_record, write_record
 from .train import train
 
 
@@ -68,51 +68,69 @@ def uniform_widths(arch: str, target_flops: int, in_channels: int = 3, num_class
 
 
 def train_scratch(cfg: RunConfig, info: DatasetInfo, widths: list, seed: int, loaders, progress: bool = True,
-                  desc: str = "scratch") -> dict:
-    """Train ``widths`` from random initialisation with the large model's schedule (Scratch-E)."""
+                  desc: str = "scratch", state: Path | None = None) -> dict:
+    """Train ``widths`` from random initialisation with the large model's schedule (Scratch-E); with ``state``
+    (``rethink.train.train``'s ``state_path``) a training cut off part-way continues from its last saved epoch."""
     train_loader, test_loader = loaders
     torch.manual_seed(seed)
     model = build_model(cfg, info, widths)
     train_loader.reseed(seed)
     metrics = train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress,
-                    desc=desc, perf=cfg.perf)
+                    desc=desc, perf=cfg.perf, state_path=state)
     shape = (info.in_channels, 32, 32)
     return dict(widths=list(model.widths), params=count_params(model), flops=count_flops(model, shape),
                 metrics=metrics)
 
 
-def run_arch_search(cfg: RunConfig, progress: bool = True) -> list[dict]:
+def run_arch_search(cfg: RunConfig, progress: bool = True, resume: bool = True) -> list[dict]:
     """For each seed: the slimming-trained large model (cached), its pruned widths at ``cfg.prune.prune_ratio``,
     then the pruned, the uniform and the guided architecture trained from scratch.  One record per seed; returns
-    flat rows (seed, design, widths, params, flops, best_acc, final_acc)."""
+    flat rows (seed, design, widths, params, flops, best_acc, final_acc).  A seed's record written earlier under
+    the same settings is reused (``resume``), so seeds can run apart and an interrupted run continues."""
     if cfg.prune.method != "slimming":
         raise ConfigError(f"the architecture search uses slimming, not {cfg.prune.method!r}")
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
     loaders = (train_loader, test_loader)
     rows = []
     for seed in cfg.seeds:
-        t0 = time.time()
-        base, base_metrics, _ = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
-        result = get_method("slimming")(copy.deepcopy(base), **method_kwargs("slimming", cfg.prune))
-        shape = (info.in_channels, 32, 32)
-        target = count_flops(result.model, shape)
-        uniform, mult = uniform_widths(cfg.arch, target, info.in_channels, info.num_classes)
-        designs = {"pruned (slimming)": result.widths, f"uniform (x{mult / cfg.width_mult:.3f})": uniform,
-                   "guided (stage means)": guided_widths(result.widths)}
-        res = {"large": dict(widths=original_widths(cfg), params=count_params(base), flops=count_flops(base, shape),
-                             metrics=base_metrics), "clamped": result.clamped}
-        for name, widths in designs.items():
-            res[name] = train_scratch(cfg, info, widths, seed, loaders, progress, f"{name} seed {seed}")
         name = f"{cfg.data.dataset}-{cfg.profile}-archsearch-{cfg.arch}-p{cfg.prune.prune_ratio:g}-s{seed}"
-        write_record(dict(run_id=name, kind="architecture-search", seed=seed, config=cfg.to_dict(), result=res,
-                          provenance=provenance(cfg.device, time.time() - t0)),
-                     Path(cfg.output_dir) / "records" / f"{name}.json")
-        for design, r in res.items():
-            if design == "clamped":
-                continue
+        path = Path(cfg.output_dir) / "records" / f"{name}.json"
+        rec = read_record(path) if resume else None
+        res = rec["result"] if same_settings(rec, cfg) else _search(cfg, seed, info, loaders, progress, path)
+        for design in sorted((d for d in res if d != "clamped"), key=_design_rank):  # a record's keys are sorted
+            r = res[design]
             rows.append(dict(seed=seed, design=design, widths=r["widths"], params=r["params"], flops=r["flops"],
                              best_acc=r["metrics"]["best_acc"], final_acc=r["metrics"]["final_acc"]))
     return rows
+
+
+DESIGNS = ("large", "pruned", "uniform", "guided")  # in the order of the tables: the large model, then the designs
+
+
+def _design_rank(design: str) -> int:
+    return next(i for i, d in enumerate(DESIGNS) if design.startswith(d))
+
+
+def _search(cfg: RunConfig, seed: int, info: DatasetInfo, loaders, progress: bool, path: Path) -> dict:
+    """One seed of ``run_arch_search``: its result, also written as the record at ``path``."""
+    train_loader, test_loader = loaders
+    t0 = time.time()
+    base, base_metrics, _ = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
+    result = get_method("slimming")(copy.deepcopy(base), **method_kwargs("slimming", cfg.prune))
+    shape = (info.in_channels, 32, 32)
+    target = count_flops(result.model, shape)
+    uniform, mult = uniform_widths(cfg.arch, target, info.in_channels, info.num_classes)
+    designs = {"pruned (slimming)": result.widths, f"uniform (x{mult / cfg.width_mult:.3f})": uniform,
+               "guided (stage means)": guided_widths(result.widths)}
+    res = {"large": dict(widths=original_widths(cfg), params=count_params(base), flops=count_flops(base, shape),
+                         metrics=base_metrics), "clamped": result.clamped}
+    for name, widths in designs.items():
+        state = training_state_path(path, cfg, name, widths)
+        res[name] = train_scratch(cfg, info, widths, seed, loaders, progress, f"{name} seed {seed}", state)
+    wall_s = time.time() - t0 + earlier_train_s(res[n]["metrics"] for n in designs)
+    write_record(dict(run_id=path.stem, kind="architecture-search", seed=seed, config=cfg.to_dict(), result=res,
+                      provenance=provenance(cfg.device, wall_s)), path)
+    return res
 
 
 def arch_table(rows, source: str = ""):

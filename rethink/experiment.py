@@ -179,7 +179,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
         path = _record_path(out, cfg, "baseline", seed)
         rec = read_record(path) if resume else None
         if ("fine-tune" not in wanted and is_predefined(cfg.prune.method) and not baseline_path(cfg, seed).exists()
-                and _same_settings(rec, cfg, any_method=True)):
+                and same_settings(rec, cfg, any_method=True)):
             # scratch runs of a predefined method take only widths from pruning, and those follow from the ratios
             # alone: the untrained large model gives them, and retraining the trained one (gone from the cache,
             # its record here) would cost hours for nothing
@@ -189,7 +189,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             base, base_metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
             base_info, weights_used = _model_info(base, info), True
             # rewritten when it is not this baseline's, or was written under other settings
-            if not _same_settings(rec, cfg, any_method=True) or rec["metrics"] != base_metrics:
+            if not same_settings(rec, cfg, any_method=True) or rec["metrics"] != base_metrics:
                 rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(),
                            metrics=base_metrics, model=base_info, baseline_cached=cached, baseline_tag=tag,
                            provenance=provenance(cfg.device, base_metrics.get("train_time_s", time.time() - t0)))
@@ -211,7 +211,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
         for regime in wanted:
             path = _record_path(out, cfg, regime, seed)
             rec = read_record(path) if resume else None
-            if _same_settings(rec, cfg) and rec["model"]["widths"] == result.widths:
+            if same_settings(rec, cfg) and rec["model"]["widths"] == result.widths:
                 records.append(rec)  # finished earlier with the same settings: reuse
                 continue
             if regime == "fine-tune":
@@ -238,7 +238,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
                 torch.manual_seed(seed)
                 model = result.init_scratch(build_model(cfg, info, result.widths))
             train_loader.reseed(seed)
-            state = _state_path(path, cfg, result.widths, schedule)
+            state = training_state_path(path, cfg, result.widths, dataclasses.asdict(schedule))
             if not resume:  # a restart trains from the start, whatever an earlier attempt left
                 state.unlink(missing_ok=True)
             metrics = train(model, train_loader, test_loader, schedule, progress=progress,
@@ -254,17 +254,17 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
     return records
 
 
-def _state_path(record: Path, cfg: RunConfig, widths, schedule: Schedule) -> Path:
-    """Where the training of ``record`` keeps its state while it runs (``rethink.train.TrainingState``): in the
-    cache, named by the record and a hash of everything that determines the training, so that only the very same
-    training (same output folder, settings, widths, schedule) continues from it."""
-    what = dict(record=str(Path(record).resolve()), config=dataclasses.replace(cfg, seeds=()).to_dict(),
-                widths=widths, schedule=dataclasses.asdict(schedule))
+def training_state_path(record: Path, cfg: RunConfig, *what) -> Path:
+    """Where a training behind ``record`` keeps its state while it runs (``rethink.train.TrainingState``): in the
+    cache, named by the record and a hash of the settings and ``what`` (everything else that determines the
+    training: widths, schedule, which of the record's trainings), so that only the very same training continues
+    from it.  The seed list does not count: seeds run apart continue what a run of all of them began."""
+    what = [str(Path(record).resolve()), dataclasses.replace(cfg, seeds=()).to_dict(), *what]
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_dir() / "training-states" / f"{Path(record).stem}-{digest}.state.pt"
 
 
-def _same_settings(rec: dict | None, cfg: RunConfig, any_method: bool = False) -> bool:
+def same_settings(rec: dict | None, cfg: RunConfig, any_method: bool = False) -> bool:
     """Whether ``rec`` is a readable record written under ``cfg``'s settings.  The seed list never counts: a seed's
     record is the same whichever other seeds ran with it, so seeds run as separate processes (``run --seeds 1``)
     are reused by a run of all of them.  With ``any_method`` the method setting does not count either: a baseline
@@ -284,7 +284,7 @@ def _finished(out: Path, cfg: RunConfig, seed: int, regimes: list) -> list | Non
     settings, else None.  All of them come from one trained large model, so they also agree on its widths."""
     base = read_record(_record_path(out, cfg, "baseline", seed))
     runs = [read_record(_record_path(out, cfg, r, seed)) for r in regimes]
-    if not _same_settings(base, cfg, any_method=True) or not all(_same_settings(r, cfg) for r in runs):
+    if not same_settings(base, cfg, any_method=True) or not all(same_settings(r, cfg) for r in runs):
         return None
     return [base] + runs
 
@@ -297,7 +297,7 @@ def scratch_twin(out: Path, cfg: RunConfig, regime: str, seed: int, widths: list
     twice, bit for bit; the second one's record is a copy that names the first (``shared_from``)."""
     for path in sorted(out.glob(f"{cfg.data.dataset}-{cfg.profile}-*-{regime}-s{seed}.json")):
         rec = read_record(path)
-        if (not _same_settings(rec, cfg, any_method=True) or rec.get("regime") != regime or rec.get("seed") != seed
+        if (not same_settings(rec, cfg, any_method=True) or rec.get("regime") != regime or rec.get("seed") != seed
                 or "dense_params" in rec.get("model", {})):
             continue
         if (rec["config"]["prune"]["method"] != cfg.prune.method and rec["model"]["arch"] == cfg.arch

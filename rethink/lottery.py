@@ -19,10 +19,10 @@ import torch.nn as nn
 
 from .config import RunConfig
 from .data import DatasetInfo
-from .experiment import get_baseline, initial_model, schedule_for
+from .experiment import get_baseline, initial_model, same_settings, schedule_for, training_state_path
 from .metrics import count_flops, sparsity
 from .prune.masks import apply_masks, magnitude_masks, mask_hooks, mask_sparsity, reinit_masked
-from .records import provenance, write_record
+from .records import earlier_train_s, provenance, read_record, write_record
 from .train import train
 
 INITS = ("winning-ticket", "random-init")
@@ -40,20 +40,26 @@ def with_lr(cfg: RunConfig, lr: float) -> RunConfig:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=float(lr)))
 
 
-def _train_masked(model: nn.Module, masks: dict, cfg: RunConfig, seed: int, loaders, progress: bool, desc: str):
+def _train_masked(model: nn.Module, masks: dict, cfg: RunConfig, seed: int, loaders, progress: bool, desc: str,
+                  state: Path | None = None):
     train_loader, test_loader = loaders
     hooks = mask_hooks(masks)
     train_loader.reseed(seed)
-    return train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress, desc=desc, perf=cfg.perf,
-                 after_backward=hooks.after_backward, on_epoch_end=hooks.on_epoch_end)
+    return train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress, desc=desc,
+                 perf=cfg.perf, after_backward=hooks.after_backward, on_epoch_end=hooks.on_epoch_end,
+                 state_path=state)
 
 
 def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, loaders, rounds: int = 2,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, record: Path | None = None) -> dict:
     """Dense training at ``lr`` (the cached baseline), ``rounds`` rounds of global magnitude pruning to
     ``cfg.prune.prune_ratio`` with rewinding, then the final mask trained from the winning ticket and from a random
-    init.  Returns {dense, rounds: [...], winning-ticket, random-init: metrics, sparsity, flops...}."""
+    init.  Returns {dense, rounds: [...], winning-ticket, random-init: metrics, sparsity, flops...}.  With
+    ``record`` (the path its result goes to) a training cut off part-way continues from its last saved epoch."""
     cfg = with_lr(cfg, lr)
+
+    def state(what: str):  # every training of the record has its own
+        return None if record is None else training_state_path(record, cfg, rounds, what)
     train_loader, test_loader = loaders
     shape = (info.in_channels, 32, 32)
     dense, dense_metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
@@ -68,7 +74,8 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
         masks = magnitude_masks(model, ratio, cfg.prune.scope or "global")
         if r + 1 < len(ratios):  # rewind, retrain, and prune again
             model = ticket(masks)
-            m = _train_masked(model, masks, cfg, seed, loaders, progress, f"round {r + 1} lr {lr:g} seed {seed}")
+            m = _train_masked(model, masks, cfg, seed, loaders, progress, f"round {r + 1} lr {lr:g} seed {seed}",
+                              state(f"round {r + 1}"))
             out["rounds"].append(dict(prune_ratio=ratio, sparsity=sparsity(model), metrics=m))
     out["sparsity"] = mask_sparsity(masks)
     for init in INITS:
@@ -76,32 +83,46 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
             model = ticket(masks)
         else:
             model = reinit_masked(initial_model(cfg, info, seed + 10_000), masks)  # a draw other than theta_0's
-        out[init] = _train_masked(model, masks, cfg, seed, loaders, progress, f"{init} lr {lr:g} seed {seed}")
+        out[init] = _train_masked(model, masks, cfg, seed, loaders, progress, f"{init} lr {lr:g} seed {seed}",
+                                  state(init))
         out[f"{init}_sparsity"] = sparsity(model)  # after training: the mask held
     out["flops"] = count_flops(model, shape, nonzero=True)
     return out
 
 
+def lottery_record_path(cfg: RunConfig, seed: int, lr: float, rounds: int) -> Path:
+    name = f"{cfg.data.dataset}-{cfg.profile}-lottery-{cfg.arch}-p{cfg.prune.prune_ratio:g}-r{rounds}-lr{lr:g}-s{seed}"
+    return Path(cfg.output_dir) / "records" / f"{name}.json"
+
+
 def write_lottery_record(cfg: RunConfig, seed: int, lr: float, rounds: int, result: dict,
                          wall_time_s: float) -> Path:
     """One JSON record of a lottery-ticket run under <output_dir>/records."""
-    name = f"{cfg.data.dataset}-{cfg.profile}-lottery-{cfg.arch}-p{cfg.prune.prune_ratio:g}-r{rounds}-lr{lr:g}-s{seed}"
-    rec = dict(run_id=name, kind="lottery-ticket", seed=seed, lr=lr, rounds=rounds,
+    path = lottery_record_path(cfg, seed, lr, rounds)
+    rec = dict(run_id=path.stem, kind="lottery-ticket", seed=seed, lr=lr, rounds=rounds,
                config=with_lr(cfg, lr).to_dict(), result=result, provenance=provenance(cfg.device, wall_time_s))
-    return write_record(rec, Path(cfg.output_dir) / "records" / f"{name}.json")
+    return write_record(rec, path)
 
 
-def run_lottery(cfg: RunConfig, lrs=(0.1, 0.01), rounds: int = 2, progress: bool = True) -> list[dict]:
+def run_lottery(cfg: RunConfig, lrs=(0.1, 0.01), rounds: int = 2, progress: bool = True,
+                resume: bool = True) -> list[dict]:
     """``lottery_ticket`` for every seed of ``cfg`` and every lr, one record each; returns flat rows
-    (seed, lr, init, best_acc, final_acc, sparsity) for tables."""
+    (seed, lr, init, best_acc, final_acc, sparsity) for tables.  A record written earlier under the same settings
+    is reused (``resume``), so seeds can run apart (``seeds=[1]``) and an interrupted run continues."""
     from .data import get_loaders
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
     rows = []
     for seed in cfg.seeds:
         for lr in lrs:
-            t0 = time.time()
-            res = lottery_ticket(cfg, seed, lr, info, (train_loader, test_loader), rounds, progress)
-            write_lottery_record(cfg, seed, lr, rounds, res, time.time() - t0)
+            path = lottery_record_path(cfg, seed, lr, rounds)
+            rec = read_record(path) if resume else None
+            if same_settings(rec, with_lr(cfg, lr)) and rec.get("rounds") == rounds:
+                res = rec["result"]
+            else:
+                t0 = time.time()
+                res = lottery_ticket(cfg, seed, lr, info, (train_loader, test_loader), rounds, progress, path)
+                trainings = [*(r["metrics"] for r in res["rounds"]), *(res[init] for init in INITS)]
+                write_lottery_record(cfg, seed, lr, rounds, res, time.time() - t0 + earlier_train_s(trainings))
             for init in ("dense",) + INITS:
                 m = res[init]
                 rows.append(dict(seed=seed, lr=lr, init=init, best_acc=m["best_acc"], final_acc=m["final_acc"],

@@ -106,6 +106,12 @@ def run_time_note(seconds: float, device, what: str) -> str:
     return f"The runs behind this page took **{span}** of wall time on {device_name(device)}: {what}."
 
 
+def earlier_train_s(metrics) -> float:
+    """Seconds that earlier, interrupted attempts spent on trainings that a run then resumed (``metrics`` of
+    ``rethink.train.train``, one per training): a run's wall time counts them too."""
+    return sum(m.get("earlier_train_s", 0) for m in metrics)
+
+
 def provenance(device, wall_time_s: float) -> dict:
     import torchvision
     return dict(git_sha=git_sha(), torch=torch.__version__, torchvision=torchvision.__version__,

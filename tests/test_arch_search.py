@@ -39,7 +39,7 @@ def test_uniform_design_matches_the_flops(arch):
     assert count_flops(get_model(arch, widths=widths)) == pytest.approx(target, rel=0.05)
 
 
-def test_smoke_run(tmp_path, fashion_root):
+def test_smoke_run(tmp_path, fashion_root, monkeypatch):
     cfg = smoke_config(tmp_path, fashion_root, method="slimming", arch="vgg11", prune_ratio=0.5,
                        output_dir=str(tmp_path / "as"), epochs=1)
     rows = run_arch_search(cfg, progress=False)
@@ -51,5 +51,8 @@ def test_smoke_run(tmp_path, fashion_root):
     rec = json.loads(next((tmp_path / "as" / "records").glob("*.json")).read_text())
     assert rec["kind"] == "architecture-search" and rec["result"]["pruned (slimming)"]["widths"] == rows[1]["widths"]
     assert list(arch_table(rows).index) == designs
+    from rethink import arch_search
+    monkeypatch.setattr(arch_search, "train", lambda *a, **k: pytest.fail("a finished record was trained again"))
+    assert run_arch_search(cfg, progress=False) == rows  # the seed's record is reused
     with pytest.raises(ConfigError, match="slimming"):
         run_arch_search(configure(method="l1-norm", arch="vgg11", prune_ratio=0.5, profile="smoke", device="cpu"))

@@ -52,7 +52,7 @@ def test_the_ticket_rewinds_to_the_baselines_own_initialisation(tmp_path, fashio
     assert not torch.equal(other.conv1.weight, init.conv1.weight)
 
 
-def test_smoke_run_writes_records_and_keeps_the_masks(tmp_path, fashion_root):
+def test_smoke_run_writes_records_and_keeps_the_masks(tmp_path, fashion_root, monkeypatch):
     cfg = tiny(tmp_path, fashion_root)
     rows = run_lottery(cfg, lrs=(0.1, 0.01), rounds=2, progress=False)
     assert len(rows) == 2 * 3 and {r["init"] for r in rows} == {"dense", *INITS}
@@ -67,3 +67,7 @@ def test_smoke_run_writes_records_and_keeps_the_masks(tmp_path, fashion_root):
     assert rec["config"]["train"]["lr"] == rec["lr"]
     table = lottery_table(rows, source="ours")
     assert list(table.index) == [0.1, 0.01] and (table.n == 1).all()
+    # run again: the records are reused, nothing trains, the rows are the same
+    from rethink import lottery
+    monkeypatch.setattr(lottery, "train", lambda *a, **k: pytest.fail("a finished record was trained again"))
+    assert run_lottery(cfg, lrs=(0.1, 0.01), rounds=2, progress=False) == rows
