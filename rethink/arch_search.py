@@ -124,12 +124,14 @@ def _search(cfg: RunConfig, seed: int, info: DatasetInfo, loaders, progress: boo
                "guided (stage means)": guided_widths(result.widths)}
     res = {"large": dict(widths=original_widths(cfg), params=count_params(base), flops=count_flops(base, shape),
                          metrics=base_metrics), "clamped": result.clamped}
+    states = {name: training_state_path(path, cfg, name, widths) for name, widths in designs.items()}
     for name, widths in designs.items():
-        state = training_state_path(path, cfg, name, widths)
-        res[name] = train_scratch(cfg, info, widths, seed, loaders, progress, f"{name} seed {seed}", state)
+        res[name] = train_scratch(cfg, info, widths, seed, loaders, progress, f"{name} seed {seed}", states[name])
     wall_s = time.time() - t0 + earlier_train_s(res[n]["metrics"] for n in designs)
     write_record(dict(run_id=path.stem, kind="architecture-search", seed=seed, config=cfg.to_dict(), result=res,
                       provenance=provenance(cfg.device, wall_s)), path)
+    for p in states.values():  # only now: a kill before the record was written loses no training
+        p.unlink(missing_ok=True)
     return res
 
 

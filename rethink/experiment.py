@@ -116,13 +116,15 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
     if training is not None and training.prepare is not None:
         model = training.prepare(model)  # e.g. SSS's factor per residual block (the checkpoint keeps it)
     hooks = training.hooks if training is not None else Hooks()  # e.g. slimming's penalty on BN scales
+    state = path.with_suffix(".state.pt")  # named by the key, like the checkpoint; it holds the speed settings
     metrics = train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress,
                     desc=f"baseline {cfg.arch} seed {seed}", perf=cfg.perf, after_backward=hooks.after_backward,
-                    on_epoch_end=hooks.on_epoch_end, state_path=path.with_suffix(".state.pt"))
+                    on_epoch_end=hooks.on_epoch_end, state_path=state)
     # kept with the checkpoint, so that a record written from the cache reports what training cost, not the load
     metrics = {**metrics, "train_time_s": round(time.time() - t0 + metrics.get("earlier_train_s", 0), 2)}
     atomic_torch_save(dict(format=FORMAT, arch=cfg.arch, num_classes=info.num_classes, in_channels=info.in_channels,
                            widths=list(model.widths), state_dict=model.state_dict(), metrics=metrics), path)
+    state.unlink(missing_ok=True)  # only now: a kill before the checkpoint was written loses nothing
     return model, metrics, False
 
 
@@ -238,7 +240,9 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
                 torch.manual_seed(seed)
                 model = result.init_scratch(build_model(cfg, info, result.widths))
             train_loader.reseed(seed)
-            state = training_state_path(path, cfg, result.widths, dataclasses.asdict(schedule))
+            # what the training starts from counts too: a fine-tuning's weights, a scratch run's masks
+            start = weights_digest(result.model.state_dict() if regime == "fine-tune" else {}, result.masks or {})
+            state = training_state_path(path, cfg, result.widths, dataclasses.asdict(schedule), start)
             if not resume:  # a restart trains from the start, whatever an earlier attempt left
                 state.unlink(missing_ok=True)
             metrics = train(model, train_loader, test_loader, schedule, progress=progress,
@@ -250,6 +254,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
                        prune=dict(clamped=result.clamped, trained_sparsity=round(sparsity(model), 6), **report),
                        provenance=provenance(cfg.device, time.time() - t0 + metrics.get("earlier_train_s", 0)))
             write_record(rec, path)
+            state.unlink(missing_ok=True)  # only now: a kill before the record was written loses nothing
             records.append(rec)
     return records
 
@@ -262,6 +267,16 @@ def training_state_path(record: Path, cfg: RunConfig, *what) -> Path:
     what = [str(Path(record).resolve()), dataclasses.replace(cfg, seeds=()).to_dict(), *what]
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_dir() / "training-states" / f"{Path(record).stem}-{digest}.state.pt"
+
+
+def weights_digest(*tensors: dict) -> str:
+    """A short hash of dicts of tensors (weights, masks), for naming what a training starts from."""
+    h = hashlib.sha256()
+    for d in tensors:
+        for k in sorted(d):
+            h.update(k.encode())
+            h.update(d[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def same_settings(rec: dict | None, cfg: RunConfig, any_method: bool = False) -> bool:

@@ -19,7 +19,8 @@ import torch.nn as nn
 
 from .config import RunConfig
 from .data import DatasetInfo
-from .experiment import get_baseline, initial_model, same_settings, schedule_for, training_state_path
+from .experiment import (get_baseline, initial_model, same_settings, schedule_for, training_state_path,
+                         weights_digest)
 from .metrics import count_flops, sparsity
 from .prune.masks import apply_masks, magnitude_masks, mask_hooks, mask_sparsity, reinit_masked
 from .records import earlier_train_s, provenance, read_record, write_record
@@ -58,8 +59,13 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
     ``record`` (the path its result goes to) a training cut off part-way continues from its last saved epoch."""
     cfg = with_lr(cfg, lr)
 
-    def state(what: str):  # every training of the record has its own
-        return None if record is None else training_state_path(record, cfg, rounds, what)
+    states = []
+
+    def state(what: str, masks: dict):  # every training of the record has its own, named by the mask it keeps
+        if record is None:
+            return None
+        states.append(training_state_path(record, cfg, rounds, what, weights_digest(masks)))
+        return states[-1]
     train_loader, test_loader = loaders
     shape = (info.in_channels, 32, 32)
     dense, dense_metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
@@ -75,7 +81,7 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
         if r + 1 < len(ratios):  # rewind, retrain, and prune again
             model = ticket(masks)
             m = _train_masked(model, masks, cfg, seed, loaders, progress, f"round {r + 1} lr {lr:g} seed {seed}",
-                              state(f"round {r + 1}"))
+                              state(f"round {r + 1}", masks))
             out["rounds"].append(dict(prune_ratio=ratio, sparsity=sparsity(model), metrics=m))
     out["sparsity"] = mask_sparsity(masks)
     for init in INITS:
@@ -84,9 +90,10 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
         else:
             model = reinit_masked(initial_model(cfg, info, seed + 10_000), masks)  # a draw other than theta_0's
         out[init] = _train_masked(model, masks, cfg, seed, loaders, progress, f"{init} lr {lr:g} seed {seed}",
-                                  state(init))
+                                  state(init, masks))
         out[f"{init}_sparsity"] = sparsity(model)  # after training: the mask held
     out["flops"] = count_flops(model, shape, nonzero=True)
+    out["states"] = states  # the caller removes them once the result is kept
     return out
 
 
@@ -122,7 +129,10 @@ def run_lottery(cfg: RunConfig, lrs=(0.1, 0.01), rounds: int = 2, progress: bool
                 t0 = time.time()
                 res = lottery_ticket(cfg, seed, lr, info, (train_loader, test_loader), rounds, progress, path)
                 trainings = [*(r["metrics"] for r in res["rounds"]), *(res[init] for init in INITS)]
+                states = res.pop("states")
                 write_lottery_record(cfg, seed, lr, rounds, res, time.time() - t0 + earlier_train_s(trainings))
+                for p in states:  # only now: a kill before the record was written loses no training
+                    p.unlink(missing_ok=True)
             for init in ("dense",) + INITS:
                 m = res[init]
                 rows.append(dict(seed=seed, lr=lr, init=init, best_acc=m["best_acc"], final_acc=m["final_acc"],

@@ -127,19 +127,15 @@ def train(model: nn.Module, train_loader, test_loader, schedule: Schedule, *,
     """Train ``model`` in place; returns metrics {curve: [per epoch], best_acc, final_acc, epochs, perf}, where
     ``perf`` holds the speed settings used, resolved for the model's device.
 
-    With ``state_path`` the training survives an interruption: the state after each epoch (weights, optimizer,
-    the loader's and torch's random streams, the curve) is written there, atomically and at most every
-    ``STATE_EVERY_S`` seconds, and a later call with the same path continues from it, ending with the very weights
-    an uninterrupted run gives.  The metrics then say so (``resumed_at_epoch``).  The file goes when the training
-    ends.  The caller makes the path unique to everything that determines the training."""
+    With ``state_path`` the training survives an interruption (:class:`TrainingState`): a later call with the same
+    path continues from the last saved epoch, and the metrics say so (``resumed_at_epoch``).  The caller makes the
+    path unique to everything that determines the training, and removes the file once it has kept the result."""
     perf = _perf(perf, _device(model))
-    state = TrainingState(state_path, schedule) if state_path is not None else None
+    state = TrainingState(state_path, schedule, perf, _device(model)) if state_path is not None else None
     with speed_setup(model, perf) as forward:
         metrics = _train(model, train_loader, test_loader, schedule, after_backward, on_epoch_end, progress, desc,
                          perf, forward, state)
     metrics["perf"] = dict(vars(perf))
-    if state is not None:
-        state.remove()
     return metrics
 
 
@@ -147,49 +143,72 @@ STATE_EVERY_S = 30.0  # a lost interval costs at most this much training; a writ
 
 
 class TrainingState:
-    """The file a resumable training writes after its epochs and reads back when it starts again."""
+    """The file a resumable training writes after its epochs and reads back when it starts again: weights,
+    optimizer, the loader's and torch's random streams (CUDA's too), the curve and the seconds trained, written
+    atomically after an epoch at most every ``STATE_EVERY_S`` seconds, and after the last epoch (so a training
+    whose result was not kept yet is not redone).  It holds what else makes the training: the schedule, the speed
+    settings and the device type; a state of any other is reported and ignored.  On a CPU the continued training
+    ends with the very weights of an uninterrupted one; on a GPU, where cudnn.benchmark chooses kernels per
+    process, it is the same training continued, not bit for bit."""
 
-    def __init__(self, path, schedule: Schedule):
-        self.path, self.schedule = Path(path), dataclasses.asdict(schedule)
-        self.last_write = time.monotonic()
+    def __init__(self, path, schedule: Schedule, perf: PerfConfig, device: torch.device):
+        self.path, self.last_write = Path(path), time.monotonic()
+        self.identity = dict(schedule=dataclasses.asdict(schedule), perf=dict(vars(perf)), device=device.type)
 
     def load(self, model: nn.Module, optimizer, loader) -> tuple[list, float]:
         """Restore a saved state into ``model``, ``optimizer`` and ``loader``; returns (curve so far, seconds the
-        earlier attempts trained), or ([], 0) when there is none.  A state that is unreadable or was written for
-        another schedule is reported and ignored: the training starts over, as it would have without it."""
+        earlier attempts trained), or ([], 0) when there is none.  Everything is checked before anything changes:
+        a state that is unreadable or another training's is reported and ignored, and the training starts over
+        as it would have without it."""
         if not self.path.exists():
             return [], 0.0
         try:
-            s = torch.load(self.path, map_location=_device(model), weights_only=True)
-            if s.get("schedule") != self.schedule:
-                raise ValueError(f"written for another schedule, {s.get('schedule')}, not {self.schedule}")
-            shapes = lambda sd: {k: tuple(v.shape) for k, v in sd.items()}  # noqa: E731
-            if shapes(s["model"]) != shapes(model.state_dict()):  # checked first: a failed load would leave half
-                raise ValueError("its weights are another model's")
-            model.load_state_dict(s["model"])
-            optimizer.load_state_dict(s["optimizer"])
-        except Exception as e:  # noqa: BLE001 (truncated, other model, other schedule: all mean start over)
+            s = torch.load(self.path, map_location="cpu", weights_only=True)
+            self._check(s, model, optimizer, loader)
+        except Exception as e:  # noqa: BLE001 (truncated, other model, other settings: all mean start over)
             warnings.warn(f"training state {self.path} is unusable ({type(e).__name__}: {e}); starting over")
             return [], 0.0
+        model.load_state_dict(s["model"])
+        optimizer.load_state_dict(s["optimizer"])  # moves the buffers to the parameters' device
         if s["loader_rng"] is not None:
-            _generator(loader).set_state(s["loader_rng"].cpu())
-        torch.set_rng_state(s["torch_rng"].cpu())
+            _generator(loader).set_state(s["loader_rng"])
+        torch.set_rng_state(s["torch_rng"])
+        if s["cuda_rng"]:
+            torch.cuda.set_rng_state_all(s["cuda_rng"])
         return list(s["curve"]), float(s["elapsed_s"])
 
+    def _check(self, s: dict, model: nn.Module, optimizer, loader) -> None:
+        """Raise unless ``s`` can be loaded whole into these objects."""
+        for k, v in self.identity.items():
+            if s.get(k) != v:
+                raise ValueError(f"written for another {k}, {s.get(k)}, not {v}")
+        shapes = lambda sd: {k: tuple(v.shape) for k, v in sd.items()}  # noqa: E731
+        if shapes(s["model"]) != shapes(model.state_dict()):
+            raise ValueError("its weights are another model's")
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        saved = s["optimizer"]
+        if [len(g["params"]) for g in saved["param_groups"]] != [len(g["params"]) for g in optimizer.param_groups]:
+            raise ValueError("its optimizer has other parameters")
+        for i, buf in saved["state"].items():
+            b = buf.get("momentum_buffer")
+            if b is not None and tuple(b.shape) != tuple(params[i].shape):
+                raise ValueError("its optimizer has other parameters")
+        g = _generator(loader)
+        if (s["loader_rng"] is None) != (g is None) or (g is not None
+                                                       and s["loader_rng"].numel() != g.get_state().numel()):
+            raise ValueError("its loader's random stream is another kind")
+
     def save(self, model: nn.Module, optimizer, loader, curve: list, elapsed_s: float, final: bool) -> None:
-        """Write the state after an epoch, unless one was written less than ``STATE_EVERY_S`` ago or this was the
-        last epoch (the caller is about to write the result)."""
-        if final or time.monotonic() - self.last_write < STATE_EVERY_S:
+        if not final and time.monotonic() - self.last_write < STATE_EVERY_S:
             return
         from .records import atomic_torch_save
         g = _generator(loader)
-        atomic_torch_save(dict(schedule=self.schedule, model=model.state_dict(), optimizer=optimizer.state_dict(),
+        cuda = _device(model).type == "cuda"
+        atomic_torch_save(dict(**self.identity, model=model.state_dict(), optimizer=optimizer.state_dict(),
                                loader_rng=None if g is None else g.get_state(), torch_rng=torch.get_rng_state(),
-                               curve=curve, elapsed_s=elapsed_s), self.path)
+                               cuda_rng=torch.cuda.get_rng_state_all() if cuda else [], curve=curve,
+                               elapsed_s=elapsed_s), self.path)
         self.last_write = time.monotonic()
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def _generator(loader) -> torch.Generator | None:

@@ -2,6 +2,7 @@
 and ends with the very weights of an uninterrupted one."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -61,23 +62,43 @@ def test_an_interrupted_training_ends_as_an_uninterrupted_one(tmp_path, every_ep
     assert resumed["curve"] == straight["curve"]
     for k, v in model.state_dict().items():
         assert torch.equal(model3.state_dict()[k], v), k
-    assert not state.exists(), "the state goes when the training ends"
+    # the last epoch is saved too, until the caller has kept the result: a finished training is not redone
+    model4, tr, te = setup()
+    again = train(model4, tr, te, schedule, perf=perf, progress=False, state_path=state,
+                  on_epoch_end=[lambda m, e: pytest.fail("a finished training trained again")])
+    assert again["resumed_at_epoch"] == 4 and again["curve"] == straight["curve"]
+    assert all(torch.equal(model4.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
-def test_a_state_of_another_schedule_is_reported_and_the_training_starts_over(tmp_path, every_epoch):
-    state = tmp_path / "t.state.pt"
+def test_a_state_of_another_training_is_reported_and_the_training_starts_over(tmp_path, every_epoch):
+    state, schedule = tmp_path / "t.state.pt", Schedule(3, 0.05)
     model, tr, te = setup()
+    straight = train(model, tr, te, schedule, perf=PERF, progress=False)
     with pytest.raises(Stop):
-        train(model, tr, te, Schedule(3, 0.05), perf=PERF, progress=False, state_path=state,
-              on_epoch_end=[stop_after(1)])
-    model, tr, te = setup()
-    with pytest.warns(UserWarning, match="unusable.*another.*starting over"):
-        m = train(model, tr, te, Schedule(3, 0.01), perf=PERF, progress=False, state_path=state)
-    assert "resumed_at_epoch" not in m and len(m["curve"]) == 3
+        train(*setup(), schedule, perf=PERF, progress=False, state_path=state, on_epoch_end=[stop_after(1)])
+    saved = torch.load(state, weights_only=True)
+
+    def broken(change, match, schedule=schedule, perf=PERF):
+        s = copy.deepcopy(saved)
+        change(s)
+        torch.save(s, state)
+        m, tr, te = setup()
+        with pytest.warns(UserWarning, match=f"unusable.*{match}.*starting over"):
+            metrics = train(m, tr, te, schedule, perf=perf, progress=False, state_path=state)
+        assert "resumed_at_epoch" not in metrics and len(metrics["curve"]) == schedule.epochs
+        return metrics, m
+
+    broken(lambda s: None, "another schedule", schedule=Schedule(3, 0.01))
+    broken(lambda s: None, "another perf", perf=PerfConfig(amp="off", channels_last=False))
+    # everything is checked before anything changes: a state that is wrong in one part leaves the model as it was
+    for change, match in ((lambda s: s["optimizer"]["state"][0].update(momentum_buffer=torch.zeros(1)), "optimizer"),
+                          (lambda s: s.update(loader_rng=torch.zeros(16, dtype=torch.uint8)), "random stream")):
+        metrics, m = broken(change, match)
+        assert metrics["curve"] == straight["curve"]
+        assert all(torch.equal(m.state_dict()[k], v) for k, v in model.state_dict().items())
     state.write_bytes(b"truncated")
-    model, tr, te = setup()
     with pytest.warns(UserWarning, match="unusable"):
-        train(model, tr, te, Schedule(1, 0.01), perf=PERF, progress=False, state_path=state)
+        train(*setup(), schedule, perf=PERF, progress=False, state_path=state)
 
 
 def test_a_run_killed_mid_training_continues_that_training(tmp_path, fashion_root, monkeypatch, every_epoch):
