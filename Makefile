@@ -37,14 +37,17 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The protocol page's convergence check: each large model of the book (seed 0, the one the rows prune) against
-# 2x the epochs.  Done checks are read from their records and the cache.
+# 2x the epochs.  Done checks are read from their records and the cache.  CONVERGE_JOBS checks at once, one torch
+# thread each (as the sweep's --jobs 2 --threads 1), then the table again from all the records.
 CONVERGE ?= "vgg16" "resnet56" "resnet110" "vgg19" "vgg19-slim --method slimming" "densenet40 --method slimming" \
             "resnet56 --method sfp --prune-ratio 0.3" "resnet56 --method sss --prune-ratio 0.3"
+CONVERGE_JOBS ?= 2
 
 convergence: $(STAMP)
-	for a in $(CONVERGE); do \
-	  $(BIN)/python -m rethink converge --dataset fashion-mnist --profile book --output-dir book/convergence \
-	    --quiet --arch $$a || exit 1; done
+	printf '%s\n' $(CONVERGE) | xargs -P $(CONVERGE_JOBS) -I{} sh -c 'OMP_NUM_THREADS=1 $(BIN)/python -m rethink \
+	  converge --dataset fashion-mnist --profile book --output-dir book/convergence --quiet --arch {} > /dev/null'
+	$(BIN)/python -c "from rethink.convergence import write_convergence_markdown as w; \
+	  w('book/convergence/records', 'book/convergence/table.md')"
 
 runs: $(STAMP) convergence
 	$(BIN)/python -m rethink sweep $(GRIDS) $(SWEEP_ARGS)
