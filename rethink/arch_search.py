@@ -96,7 +96,8 @@ def run_arch_search(cfg: RunConfig, progress: bool = True, resume: bool = True) 
         name = f"{cfg.data.dataset}-{cfg.profile}-archsearch-{cfg.arch}-p{cfg.prune.prune_ratio:g}-s{seed}"
         path = Path(cfg.output_dir) / "records" / f"{name}.json"
         rec = read_record(path) if resume else None
-        res = rec["result"] if same_settings(rec, cfg) else _search(cfg, seed, info, loaders, progress, path)
+        res = rec["result"] if same_settings(rec, cfg) else _search(cfg, seed, info, loaders, progress, path,
+                                                                     fresh=not resume)
         for design in sorted((d for d in res if d != "clamped"), key=_design_rank):  # a record's keys are sorted
             r = res[design]
             rows.append(dict(seed=seed, design=design, widths=r["widths"], params=r["params"], flops=r["flops"],
@@ -111,8 +112,10 @@ def _design_rank(design: str) -> int:
     return next(i for i, d in enumerate(DESIGNS) if design.startswith(d))
 
 
-def _search(cfg: RunConfig, seed: int, info: DatasetInfo, loaders, progress: bool, path: Path) -> dict:
-    """One seed of ``run_arch_search``: its result, also written as the record at ``path``."""
+def _search(cfg: RunConfig, seed: int, info: DatasetInfo, loaders, progress: bool, path: Path,
+            fresh: bool = False) -> dict:
+    """One seed of ``run_arch_search``: its result, also written as the record at ``path``; ``fresh`` trains from
+    the start, whatever an earlier attempt left."""
     train_loader, test_loader = loaders
     t0 = time.time()
     base, base_metrics, _ = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
@@ -125,6 +128,8 @@ def _search(cfg: RunConfig, seed: int, info: DatasetInfo, loaders, progress: boo
     res = {"large": dict(widths=original_widths(cfg), params=count_params(base), flops=count_flops(base, shape),
                          metrics=base_metrics), "clamped": result.clamped}
     states = {name: training_state_path(path, cfg, name, widths) for name, widths in designs.items()}
+    for p in states.values() if fresh else ():
+        p.unlink(missing_ok=True)
     for name, widths in designs.items():
         res[name] = train_scratch(cfg, info, widths, seed, loaders, progress, f"{name} seed {seed}", states[name])
     wall_s = time.time() - t0 + earlier_train_s(res[n]["metrics"] for n in designs)

@@ -52,11 +52,12 @@ def _train_masked(model: nn.Module, masks: dict, cfg: RunConfig, seed: int, load
 
 
 def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, loaders, rounds: int = 2,
-                   progress: bool = True, record: Path | None = None) -> dict:
+                   progress: bool = True, record: Path | None = None, fresh: bool = False) -> dict:
     """Dense training at ``lr`` (the cached baseline), ``rounds`` rounds of global magnitude pruning to
     ``cfg.prune.prune_ratio`` with rewinding, then the final mask trained from the winning ticket and from a random
     init.  Returns {dense, rounds: [...], winning-ticket, random-init: metrics, sparsity, flops...}.  With
-    ``record`` (the path its result goes to) a training cut off part-way continues from its last saved epoch."""
+    ``record`` (the path its result goes to) a training cut off part-way continues from its last saved epoch,
+    unless ``fresh``."""
     cfg = with_lr(cfg, lr)
 
     states = []
@@ -65,6 +66,8 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
         if record is None:
             return None
         states.append(training_state_path(record, cfg, rounds, what, weights_digest(masks)))
+        if fresh:  # a restart trains from the start, whatever an earlier attempt left
+            states[-1].unlink(missing_ok=True)
         return states[-1]
     train_loader, test_loader = loaders
     shape = (info.in_channels, 32, 32)
@@ -127,7 +130,8 @@ def run_lottery(cfg: RunConfig, lrs=(0.1, 0.01), rounds: int = 2, progress: bool
                 res = rec["result"]
             else:
                 t0 = time.time()
-                res = lottery_ticket(cfg, seed, lr, info, (train_loader, test_loader), rounds, progress, path)
+                res = lottery_ticket(cfg, seed, lr, info, (train_loader, test_loader), rounds, progress, path,
+                                     fresh=not resume)
                 trainings = [*(r["metrics"] for r in res["rounds"]), *(res[init] for init in INITS)]
                 states = res.pop("states")
                 write_lottery_record(cfg, seed, lr, rounds, res, time.time() - t0 + earlier_train_s(trainings))

@@ -144,7 +144,7 @@ STATE_EVERY_S = 30.0  # a lost interval costs at most this much training; a writ
 
 class TrainingState:
     """The file a resumable training writes after its epochs and reads back when it starts again: weights,
-    optimizer, the loader's and torch's random streams (CUDA's too), the curve and the seconds trained, written
+    optimizer, the loader's and torch's random streams (and the model's GPU's), the curve and the seconds trained, written
     atomically after an epoch at most every ``STATE_EVERY_S`` seconds, and after the last epoch (so a training
     whose result was not kept yet is not redone).  It holds what else makes the training: the schedule, the speed
     settings and the device type; a state of any other is reported and ignored.  On a CPU the continued training
@@ -173,8 +173,8 @@ class TrainingState:
         if s["loader_rng"] is not None:
             _generator(loader).set_state(s["loader_rng"])
         torch.set_rng_state(s["torch_rng"])
-        if s["cuda_rng"]:
-            torch.cuda.set_rng_state_all(s["cuda_rng"])
+        if s["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(s["cuda_rng"], _device(model))
         return list(s["curve"]), float(s["elapsed_s"])
 
     def _check(self, s: dict, model: nn.Module, optimizer, loader) -> None:
@@ -203,10 +203,12 @@ class TrainingState:
             return
         from .records import atomic_torch_save
         g = _generator(loader)
-        cuda = _device(model).type == "cuda"
+        device = _device(model)
         atomic_torch_save(dict(**self.identity, model=model.state_dict(), optimizer=optimizer.state_dict(),
                                loader_rng=None if g is None else g.get_state(), torch_rng=torch.get_rng_state(),
-                               cuda_rng=torch.cuda.get_rng_state_all() if cuda else [], curve=curve,
+                               # the model's GPU only: another machine may have fewer
+                               cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                               curve=curve,
                                elapsed_s=elapsed_s), self.path)
         self.last_write = time.monotonic()
 

@@ -54,5 +54,11 @@ def test_smoke_run(tmp_path, fashion_root, monkeypatch):
     from rethink import arch_search
     monkeypatch.setattr(arch_search, "train", lambda *a, **k: pytest.fail("a finished record was trained again"))
     assert run_arch_search(cfg, progress=False) == rows  # the seed's record is reused
+    monkeypatch.undo()
+    trained = []
+    real = arch_search.train
+    monkeypatch.setattr(arch_search, "train", lambda *a, **k: trained.append(k["desc"]) or real(*a, **k))
+    assert [r["best_acc"] for r in run_arch_search(cfg, progress=False, resume=False)] == [r["best_acc"] for r in rows]
+    assert len(trained) == 3  # a restart trains every design again (and gets the same numbers)
     with pytest.raises(ConfigError, match="slimming"):
         run_arch_search(configure(method="l1-norm", arch="vgg11", prune_ratio=0.5, profile="smoke", device="cpu"))
