@@ -68,15 +68,16 @@ def uniform_widths(arch: str, target_flops: int, in_channels: int = 3, num_class
 
 
 def train_scratch(cfg: RunConfig, info: DatasetInfo, widths: list, seed: int, loaders, progress: bool = True,
-                  desc: str = "scratch", state: Path | None = None) -> dict:
+                  desc: str = "scratch", state: Path | None = None, fresh: bool = False) -> dict:
     """Train ``widths`` from random initialisation with the large model's schedule (Scratch-E); with ``state``
-    (``rethink.train.train``'s ``state_path``) a training cut off part-way continues from its last saved epoch."""
+    (``rethink.train.train``'s ``state_path``) a training cut off part-way continues from its last saved epoch, unless
+    ``fresh``."""
     train_loader, test_loader = loaders
     torch.manual_seed(seed)
     model = build_model(cfg, info, widths)
     train_loader.reseed(seed)
     metrics = train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress,
-                    desc=desc, perf=cfg.perf, state_path=state)
+                    desc=desc, perf=cfg.perf, state_path=state, fresh=fresh)
     shape = (info.in_channels, 32, 32)
     return dict(widths=list(model.widths), params=count_params(model), flops=count_flops(model, shape),
                 metrics=metrics)
@@ -128,10 +129,9 @@ def _search(cfg: RunConfig, seed: int, info: DatasetInfo, loaders, progress: boo
     res = {"large": dict(widths=original_widths(cfg), params=count_params(base), flops=count_flops(base, shape),
                          metrics=base_metrics), "clamped": result.clamped}
     states = {name: training_state_path(path, cfg, name, widths) for name, widths in designs.items()}
-    for p in states.values() if fresh else ():
-        p.unlink(missing_ok=True)
     for name, widths in designs.items():
-        res[name] = train_scratch(cfg, info, widths, seed, loaders, progress, f"{name} seed {seed}", states[name])
+        res[name] = train_scratch(cfg, info, widths, seed, loaders, progress, f"{name} seed {seed}", states[name],
+                                  fresh)
     wall_s = time.time() - t0 + earlier_train_s(res[n]["metrics"] for n in designs)
     write_record(dict(run_id=path.stem, kind="architecture-search", seed=seed, config=cfg.to_dict(), result=res,
                       provenance=provenance(cfg.device, wall_s)), path)

@@ -27,7 +27,8 @@ from .data import DatasetInfo, get_loaders
 from .metrics import count_flops, count_params, layer_sparsity, sparsity
 from .models import default_widths, get_model, scale_widths
 from .prune import Hooks, baseline_training, get_method, is_predefined, method_kwargs, method_regimes
-from .records import FORMAT, READABLE_FORMATS, atomic_torch_save, file_format, provenance, read_record, write_record
+from .records import (FORMAT, READABLE_FORMATS, atomic_torch_save, earlier_train_s, file_format, provenance,
+                      read_record, write_record)
 from .train import Schedule, train
 
 REGIMES = ("fine-tune", "scratch-e", "scratch-b")
@@ -121,7 +122,7 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
                     desc=f"baseline {cfg.arch} seed {seed}", perf=cfg.perf, after_backward=hooks.after_backward,
                     on_epoch_end=hooks.on_epoch_end, state_path=state)
     # kept with the checkpoint, so that a record written from the cache reports what training cost, not the load
-    metrics = {**metrics, "train_time_s": round(time.time() - t0 + metrics.get("earlier_train_s", 0), 2)}
+    metrics = {**metrics, "train_time_s": round(time.time() - t0 + earlier_train_s([metrics]), 2)}
     atomic_torch_save(dict(format=FORMAT, arch=cfg.arch, num_classes=info.num_classes, in_channels=info.in_channels,
                            widths=list(model.widths), state_dict=model.state_dict(), metrics=metrics), path)
     state.unlink(missing_ok=True)  # only now: a kill before the checkpoint was written loses nothing
@@ -243,16 +244,14 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             # what the training starts from counts too: a fine-tuning's weights, a scratch run's masks
             start = weights_digest(result.model.state_dict() if regime == "fine-tune" else {}, result.masks or {})
             state = training_state_path(path, cfg, result.widths, dataclasses.asdict(schedule), start)
-            if not resume:  # a restart trains from the start, whatever an earlier attempt left
-                state.unlink(missing_ok=True)
             metrics = train(model, train_loader, test_loader, schedule, progress=progress,
                             desc=f"{regime} {cfg.prune.variant or cfg.arch} seed {seed}", perf=cfg.perf,
                             after_backward=hooks.after_backward, on_epoch_end=hooks.on_epoch_end,
-                            state_path=state)
+                            state_path=state, fresh=not resume)
             rec = dict(**ours, metrics=metrics,
                        # measured after training: a mask that did not hold would show here
                        prune=dict(clamped=result.clamped, trained_sparsity=round(sparsity(model), 6), **report),
-                       provenance=provenance(cfg.device, time.time() - t0 + metrics.get("earlier_train_s", 0)))
+                       provenance=provenance(cfg.device, time.time() - t0 + earlier_train_s([metrics])))
             write_record(rec, path)
             state.unlink(missing_ok=True)  # only now: a kill before the record was written loses nothing
             records.append(rec)

@@ -42,13 +42,13 @@ def with_lr(cfg: RunConfig, lr: float) -> RunConfig:
 
 
 def _train_masked(model: nn.Module, masks: dict, cfg: RunConfig, seed: int, loaders, progress: bool, desc: str,
-                  state: Path | None = None):
+                  state: Path | None = None, fresh: bool = False):
     train_loader, test_loader = loaders
     hooks = mask_hooks(masks)
     train_loader.reseed(seed)
     return train(model, train_loader, test_loader, schedule_for(cfg, cfg.train.epochs), progress=progress, desc=desc,
                  perf=cfg.perf, after_backward=hooks.after_backward, on_epoch_end=hooks.on_epoch_end,
-                 state_path=state)
+                 state_path=state, fresh=fresh)
 
 
 def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, loaders, rounds: int = 2,
@@ -66,8 +66,6 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
         if record is None:
             return None
         states.append(training_state_path(record, cfg, rounds, what, weights_digest(masks)))
-        if fresh:  # a restart trains from the start, whatever an earlier attempt left
-            states[-1].unlink(missing_ok=True)
         return states[-1]
     train_loader, test_loader = loaders
     shape = (info.in_channels, 32, 32)
@@ -84,7 +82,7 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
         if r + 1 < len(ratios):  # rewind, retrain, and prune again
             model = ticket(masks)
             m = _train_masked(model, masks, cfg, seed, loaders, progress, f"round {r + 1} lr {lr:g} seed {seed}",
-                              state(f"round {r + 1}", masks))
+                              state(f"round {r + 1}", masks), fresh)
             out["rounds"].append(dict(prune_ratio=ratio, sparsity=sparsity(model), metrics=m))
     out["sparsity"] = mask_sparsity(masks)
     for init in INITS:
@@ -93,7 +91,7 @@ def lottery_ticket(cfg: RunConfig, seed: int, lr: float, info: DatasetInfo, load
         else:
             model = reinit_masked(initial_model(cfg, info, seed + 10_000), masks)  # a draw other than theta_0's
         out[init] = _train_masked(model, masks, cfg, seed, loaders, progress, f"{init} lr {lr:g} seed {seed}",
-                                  state(init, masks))
+                                  state(init, masks), fresh)
         out[f"{init}_sparsity"] = sparsity(model)  # after training: the mask held
     out["flops"] = count_flops(model, shape, nonzero=True)
     out["states"] = states  # the caller removes them once the result is kept

@@ -123,15 +123,18 @@ def evaluate(model: nn.Module, loader: Iterable, perf: PerfConfig | None = None,
 def train(model: nn.Module, train_loader, test_loader, schedule: Schedule, *,
           after_backward: Sequence[Callable] = (), on_epoch_end: Sequence[Callable] = (),
           progress: bool = True, desc: str = "train", perf: PerfConfig | None = None,
-          state_path: str | Path | None = None) -> dict:
+          state_path: str | Path | None = None, fresh: bool = False) -> dict:
     """Train ``model`` in place; returns metrics {curve: [per epoch], best_acc, final_acc, epochs, perf}, where
     ``perf`` holds the speed settings used, resolved for the model's device.
 
     With ``state_path`` the training survives an interruption (:class:`TrainingState`): a later call with the same
     path continues from the last saved epoch, and the metrics say so (``resumed_at_epoch``).  The caller makes the
-    path unique to everything that determines the training, and removes the file once it has kept the result."""
+    path unique to everything that determines the training, and removes the file once it has kept the result.
+    ``fresh`` (a restart) removes an earlier attempt's state first, so the training starts over."""
     perf = _perf(perf, _device(model))
     state = TrainingState(state_path, schedule, perf, _device(model)) if state_path is not None else None
+    if state is not None and fresh:
+        state.path.unlink(missing_ok=True)
     with speed_setup(model, perf) as forward:
         metrics = _train(model, train_loader, test_loader, schedule, after_backward, on_epoch_end, progress, desc,
                          perf, forward, state)
@@ -144,8 +147,8 @@ STATE_EVERY_S = 30.0  # a lost interval costs at most this much training; a writ
 
 class TrainingState:
     """The file a resumable training writes after its epochs and reads back when it starts again: weights,
-    optimizer, the loader's and torch's random streams (and the model's GPU's), the curve and the seconds trained, written
-    atomically after an epoch at most every ``STATE_EVERY_S`` seconds, and after the last epoch (so a training
+    optimizer, the loader's and torch's random streams (and the model's GPU's), the curve and the seconds trained,
+    written atomically after an epoch at most every ``STATE_EVERY_S`` seconds, and after the last epoch (so a training
     whose result was not kept yet is not redone).  It holds what else makes the training: the schedule, the speed
     settings and the device type; a state of any other is reported and ignored.  On a CPU the continued training
     ends with the very weights of an uninterrupted one; on a GPU, where cudnn.benchmark chooses kernels per
@@ -208,8 +211,7 @@ class TrainingState:
                                loader_rng=None if g is None else g.get_state(), torch_rng=torch.get_rng_state(),
                                # the model's GPU only: another machine may have fewer
                                cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                               curve=curve,
-                               elapsed_s=elapsed_s), self.path)
+                               curve=curve, elapsed_s=elapsed_s), self.path)
         self.last_write = time.monotonic()
 
 
