@@ -134,6 +134,8 @@ def main(argv=None) -> int:
     page.set_defaults(func=_page)
     from .pack import add_parser as add_pack_parser
     add_pack_parser(sub)  # `pack`: several runs at once as separate processes
+    from .cache import add_parser as add_cache_parser
+    add_cache_parser(sub)  # `cache`: the cached large models and training states; --clean removes leftovers
     from .labs import add_parser as add_labs_parser
     add_labs_parser(sub)  # `labs`: student and instructor versions of the course labs (otter assign)
     sw = sub.add_parser("sweep", help="run every run of grid files (grids/*.yaml) not done yet; resumable")

@@ -1,0 +1,122 @@
+"""What the cache (:func:`rethink.experiment.cache_dir`) holds, and the removal of what is left over.
+
+It holds the trained large models (``baselines/<arch>-<key>.pt``), the training states of trainings under way or
+cut off (``baselines/<arch>-<key>.state.pt`` for a large model, ``training-states/*.state.pt`` for a regime, a
+lottery or architecture-search training; :class:`rethink.train.TrainingState`), and the ``.part`` files of writes
+that a kill interrupted (:func:`rethink.records.atomic_write_bytes`).  A long sweep run with ``--quiet`` shows
+nothing while it trains; ``python -m rethink cache`` says how far each training got.
+
+Leftovers: a state is removed by its caller once the record or checkpoint it leads to is written, so a state stays
+behind only when a training was cut off and never resumed, or was killed between those two writes.  ``--clean``
+removes the ``.part`` files, the states of large models whose checkpoint exists, and the states not written for
+``--older-than`` days (a training that runs writes its state at least every epoch or 30 s).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .experiment import cache_dir
+
+DAY_S = 86400.0
+
+
+@dataclass
+class Entry:
+    path: Path
+    kind: str                      # large model | training state | partial write
+    size_mb: float
+    age_s: float                   # since it was last written
+    epochs: Optional[str] = None   # "24/120" for a training state
+    acc: Optional[float] = None    # best test accuracy of a large model; last epoch's of a training state
+    trained_s: Optional[float] = None
+    stale: Optional[str] = None    # why --clean would remove it
+
+
+def _entry(path: Path, now: float, older_than_days: float) -> Entry:
+    st = path.stat()
+    e = Entry(path, "large model", st.st_size / 2 ** 20, now - st.st_mtime)
+    if path.name.endswith(".part"):
+        e.kind = "partial write"
+        # a write takes seconds; one older than an hour was cut off, not under way
+        e.stale = "an interrupted write" if e.age_s > 3600 else None
+        return e
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (truncated or foreign: show it, do not stop the listing)
+        e.stale = f"unreadable ({type(exc).__name__})"
+        return e
+    if path.name.endswith(".state.pt"):
+        e.kind = "training state"
+        curve = d.get("curve") or []
+        e.epochs = f"{len(curve)}/{(d.get('schedule') or {}).get('epochs', '?')}"
+        e.acc = curve[-1].get("test_acc") if curve else None
+        e.trained_s = d.get("elapsed_s")
+        if path.parent.name == "baselines" and path.with_name(path.name[:-len(".state.pt")] + ".pt").exists():
+            e.stale = "its large model is cached"
+        elif e.age_s > older_than_days * DAY_S:
+            e.stale = f"not written for {e.age_s / DAY_S:.1f} days"
+    else:
+        e.acc = (d.get("metrics") or {}).get("best_acc")
+    return e
+
+
+def cache_entries(root: Optional[Path] = None, older_than_days: float = 7.0) -> list[Entry]:
+    """The large models, training states and partial writes under ``root`` (default: the cache), oldest first."""
+    root = Path(root) if root is not None else cache_dir()
+    now = time.time()
+    paths = [p for p in root.rglob("*") if p.is_file() and (p.suffix == ".pt" or p.name.endswith(".part"))]
+    return sorted((_entry(p, now, older_than_days) for p in paths), key=lambda e: -e.age_s)
+
+
+def _age(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h" \
+        if s < 2 * DAY_S else f"{s / DAY_S:.1f} days"
+
+
+def format_entries(entries: list[Entry], root: Path) -> str:
+    if not entries:
+        return f"{root}: empty"
+    lines = [f"{root}:", "| file | kind | epochs | test acc % | trained | written | MB | --clean |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for e in entries:
+        acc = "" if e.acc is None else f"{e.acc:.2f}"
+        trained = "" if e.trained_s is None else _age(e.trained_s)
+        lines.append(f"| {e.path.relative_to(root)} | {e.kind} | {e.epochs or ''} | {acc} | {trained} | "
+                     f"{_age(e.age_s)} ago | {e.size_mb:.1f} | {'removes: ' + e.stale if e.stale else 'keeps'} |")
+    return "\n".join(lines)
+
+
+def clean(entries: list[Entry]) -> list[Entry]:
+    """Remove the stale entries; returns those removed."""
+    removed = []
+    for e in entries:
+        if e.stale:
+            e.path.unlink(missing_ok=True)
+            removed.append(e)
+    return removed
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("cache", help="the cached large models and training states, how far each training got; "
+                                     "--clean removes leftovers")
+    p.add_argument("--clean", action="store_true", help="remove partial writes, states of cached large models and "
+                                                        "states not written for --older-than days")
+    p.add_argument("--older-than", type=float, default=7.0, metavar="DAYS",
+                   help="a training state not written for this many days counts as abandoned (default 7)")
+    p.set_defaults(func=_main)
+
+
+def _main(args) -> int:
+    root = cache_dir()
+    entries = cache_entries(root, args.older_than) if root.exists() else []
+    print(format_entries(entries, root))
+    if args.clean:
+        removed = clean(entries)
+        print(f"removed {len(removed)} file(s), {sum(e.size_mb for e in removed):.1f} MB"
+              + "".join(f"\n  {e.path.relative_to(root)} ({e.stale})" for e in removed))
+    return 0

@@ -1,0 +1,83 @@
+"""`python -m rethink cache`: how far each training in the cache got, and --clean removes only leftovers."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import torch
+
+from rethink import train as train_module
+from rethink.__main__ import main
+from rethink.cache import cache_entries
+from rethink.data import DATASETS, TensorLoader
+from rethink.models import default_widths, get_model, scale_widths
+from rethink.train import Schedule, train
+
+
+class Stop(Exception):
+    pass
+
+
+def interrupted_state(path, after_epoch: int, epochs: int = 3) -> None:
+    """A real state file: a training of ``epochs`` killed after ``after_epoch``."""
+    torch.manual_seed(0)
+    model = get_model("resnet20", 10, scale_widths(default_widths("resnet20"), 0.25), 3)
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    tr = TensorLoader(x, y, DATASETS["cifar10"], 16, shuffle=True, augment=False, seed=0)
+    te = TensorLoader(x, y, DATASETS["cifar10"], 32, shuffle=False, augment=False)
+
+    def stop(m, e):
+        if e == after_epoch:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(model, tr, te, Schedule(epochs, 0.05), progress=False, state_path=path, on_epoch_end=[stop])
+
+
+def age(path, days: float) -> None:
+    t = time.time() - days * 86400
+    os.utime(path, (t, t))
+
+
+def test_cache_lists_progress_and_clean_removes_only_leftovers(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train_module, "STATE_EVERY_S", 0.0)
+    monkeypatch.setenv("RETHINK_CACHE", str(tmp_path))
+    base, states = tmp_path / "baselines", tmp_path / "training-states"
+    under_way = base / "vgg19-aaaa.state.pt"                 # a large model cut off at epoch 2 of 3: kept
+    interrupted_state(under_way, 2)
+    done_state = base / "vgg19-bbbb.state.pt"                # its large model was cached: a leftover
+    interrupted_state(done_state, 1)
+    torch.save(dict(format=2, metrics=dict(best_acc=91.5), state_dict={}, widths=[]), base / "vgg19-bbbb.pt")
+    abandoned = states / "run-fine-tune-s0-cccc.state.pt"   # not written for 8 days: a leftover
+    interrupted_state(abandoned, 1)
+    age(abandoned, 8)
+    old_part, new_part = base / ".vgg19-dddd.pt.x.part", base / ".vgg19-eeee.pt.y.part"
+    old_part.write_bytes(b"half"), new_part.write_bytes(b"half")
+    age(old_part, 0.5)                                       # a write cut off hours ago; the new one may be under way
+
+    rows = {e.path.name: e for e in cache_entries(tmp_path)}
+    assert rows[under_way.name].epochs == "2/3" and rows[under_way.name].kind == "training state"
+    assert rows[under_way.name].trained_s > 0 and rows[under_way.name].stale is None
+    assert rows["vgg19-bbbb.pt"].kind == "large model" and rows["vgg19-bbbb.pt"].acc == 91.5
+    assert rows[done_state.name].stale == "its large model is cached"
+    assert rows[abandoned.name].stale.startswith("not written for 8.0 days")
+    assert rows[old_part.name].stale and rows[new_part.name].stale is None
+
+    assert main(["cache"]) == 0
+    listing = capsys.readouterr().out
+    assert "| baselines/vgg19-aaaa.state.pt | training state | 2/3 |" in listing and "removes: " in listing
+    assert all(p.exists() for p in (done_state, abandoned, old_part))  # listing alone removes nothing
+
+    assert main(["cache", "--clean"]) == 0
+    assert "removed 3 file(s)" in capsys.readouterr().out
+    assert not any(p.exists() for p in (done_state, abandoned, old_part))
+    assert under_way.exists() and new_part.exists() and (base / "vgg19-bbbb.pt").exists()
+    # the kept state still resumes its training
+    assert torch.load(under_way, weights_only=True)["curve"][-1]["epoch"] == 2
+
+
+def test_cache_of_a_missing_folder_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RETHINK_CACHE", str(tmp_path / "none"))
+    assert main(["cache", "--clean"]) == 0
+    assert "empty" in capsys.readouterr().out
