@@ -593,10 +593,12 @@ class _Task:
 
 
 def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = True) -> list[_Task]:
-    """Tasks for the runs that are not done, marking the others: for each run, the large models it needs, then
-    (``split``) one training per missing record, then the run itself (its notebook, which trains what is left and
-    reads the rest back).  Listed run by run, each task after what it needs, so that the jobs finish one row before
-    they start the next."""
+    """Tasks for the runs that are not done, marking the others: for each run, each large model it needs followed
+    (``split``) by one training per missing record that prunes it, then the run itself (its notebook, which trains
+    what is left and reads the rest back).  A free job takes the first task whose dependencies are done, so the
+    jobs finish one row before they start the next, and within a row one seed before the next: a seed's regimes
+    come before the next seed's large model.  Where the cache does not outlive a session, a hard stop then loses
+    the least: records are kept, a large model whose regimes are not all written is not."""
     from .experiment import baseline_path, configure
     from .records import read_record
     tasks, by_key = [], {}
@@ -626,10 +628,11 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = Tru
             with contextlib.suppress(Exception):  # cached on this machine: the local engine has nothing to train
                 task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
             deps.append(add(task))
-        for t in todo if split else []:
-            deps.append(add(_Task(f"training:{t.record}", "training", dataclasses.asdict(t),
-                                  [f"baseline:{t.baseline}"], t.label,
-                                  log_dir=run.state_dir / f"training-{Path(t.record).stem}")))
+            for t in todo if split else []:
+                if t.baseline == name:
+                    deps.append(add(_Task(f"training:{t.record}", "training", dataclasses.asdict(t),
+                                          [f"baseline:{t.baseline}"], t.label,
+                                          log_dir=run.state_dir / f"training-{Path(t.record).stem}")))
         spec = dataclasses.asdict(dataclasses.replace(run, trainings=[]))  # its worker's argument: kept short
         add(_Task(f"run:{run.run_id}", "run", spec, deps, run.name, log_dir=run.state_dir))
     return tasks

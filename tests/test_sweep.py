@@ -203,6 +203,22 @@ def test_each_missing_record_is_a_training_task_between_its_large_model_and_its_
                                                                ("run", None)]
 
 
+def test_a_seeds_regimes_come_before_the_next_seeds_large_model(tmp_path, fashion_root):
+    # a free job takes the first ready task: seed 0's regimes are trained before seed 1's large model starts
+    # waiting for a job, so that a session's hard stop leaves whole seeds of records behind, not three large
+    # models (lost with the cache) and no records
+    from rethink.sweep import Summary, _tasks
+    out = tmp_path / "tiny"
+    runs, baselines = expand(load_grid(TINY), output_dir=str(out), overrides={"data_root": fashion_root,
+                                                                             "seeds": [0, 1]}, cwd=ROOT)
+    keys = [t.key for t in _tasks(runs[:1], baselines, Summary("tiny", str(out)))]
+    b0, b1 = (f"baseline:{n}" for n in runs[0].baselines)
+    seed = lambda k: 0 if k == b0 or "-s0.json" in k else 1 if k == b1 or "-s1.json" in k else None  # noqa: E731
+    order = [seed(k) for k in keys[:-1]]
+    assert keys[-1].startswith("run:") and keys[0] == b0 and keys.index(b1) == order.index(1)
+    assert order == sorted(order) and order.count(0) == order.count(1) > 2  # seed 0 whole, then seed 1 whole
+
+
 def test_a_dry_run_estimates_the_training_left_from_finished_runs(tmp_path, fashion_root):
     from rethink.experiment import configure
     from rethink.records import FORMAT, write_record
