@@ -660,8 +660,11 @@ def _how_far(task: _Task, cached: set, left: Optional[dict] = None) -> str:
 
 def _minutes_like(done, cfg, regime: str) -> Optional[float]:
     """Wall minutes a missing run of ``regime`` under ``cfg`` should take, judged from finished records ``done``
-    (:func:`rethink.records.load_records`): the median of the same row's other seeds (same method, variant and
-    ratio), else of any run of the same arch and regime on the same data and profile; None when none is measured."""
+    (:func:`rethink.records.load_records`): those of the same row's other seeds (same method, variant and ratio),
+    else any run of the same arch and regime on the same data and profile; None when none is measured.  Their median
+    seconds per epoch times the epochs this run trains, so that records of another schedule (a profile whose
+    epochs changed) still count: the large model's epochs, the fine-tuning epochs, or for Scratch-B the large
+    model's epochs times the measured runs' median ratio of their Scratch-B epochs to their large model's."""
     if done is None or done.empty:
         return None
     like = done[(done.dataset == cfg.data.dataset) & (done.profile == cfg.profile) & (done.arch == cfg.arch)
@@ -671,7 +674,17 @@ def _minutes_like(done, cfg, regime: str) -> Optional[float]:
         row = like[(like.method == p.method) & (like.variant.fillna("") == (p.variant or ""))
                    & (like.prune_ratio.fillna(-1) == (p.prune_ratio if p.prune_ratio is not None else -1))]
         like = row if len(row) else like
-    return float(like.wall_time_s.median()) / 60 if len(like) else None
+    if not len(like):
+        return None
+    epochs = like.epochs.astype(float).clip(lower=1)
+    per_epoch_s = float((like.wall_time_s / epochs).median())
+    if regime == "fine-tune":
+        n = cfg.train.finetune_epochs
+    elif regime == "scratch-b":
+        n = cfg.train.epochs * float((epochs / like.record.map(lambda r: r["config"]["train"]["epochs"])).median())
+    else:
+        n = cfg.train.epochs
+    return per_epoch_s * n / 60
 
 
 def _trainings_left(task: _Task, done) -> dict:

@@ -225,24 +225,26 @@ def test_a_dry_run_estimates_the_training_left_from_finished_runs(tmp_path, fash
     out = tmp_path / "tiny"
     runs = expand(load_grid(TINY), output_dir=str(out), overrides={"data_root": fashion_root}, cwd=ROOT)[0]
 
-    def finished(path, method, regime, seconds):  # a record as run_experiment writes it, with its wall time
+    def finished(path, method, regime, seconds, epochs=1):  # a record as run_experiment writes it, with its wall time
         cfg = configure(method=method, arch="resnet56", variant="resnet56-a", dataset="fashion-mnist",
                         profile="smoke", device="cpu", seeds=[0])
         write_record(dict(format=FORMAT, run_id=Path(path).stem, regime=regime, seed=0, config=cfg.to_dict(),
-                          metrics=dict(best_acc=50.0, final_acc=50.0, epochs=1),
+                          metrics=dict(best_acc=50.0, final_acc=50.0, epochs=epochs),
                           model=dict(params=1, flops=1, widths=[1]),
                           provenance=dict(device="cpu", wall_time_s=seconds)), Path(runs[0].cwd) / path)
     a = {Path(r).name.rsplit("-s", 1)[0].split("-", 3)[-1]: r for r in runs[0].records}
     finished(next(r for r in runs[0].records if "-baseline-" in r), "l1-norm", "baseline", 300)
     finished(a["l1-norm-resnet56-a-fine-tune"], "l1-norm", "fine-tune", 120)
-    finished(a["l1-norm-resnet56-a-scratch-e"], "l1-norm", "scratch-e", 600)
+    # Scratch-E measured under a schedule twice as long as the grid's one epoch: 300 s per epoch
+    finished(a["l1-norm-resnet56-a-scratch-e"], "l1-norm", "scratch-e", 600, epochs=2)
     finished(a["random-filters-resnet56-a-fine-tune"], "random-filters", "fine-tune", 60)
     summary = sweep(TINY, output_dir=str(out), overrides={"data_root": fashion_root}, dry_run=True)
     left_a, left_b = summary.pending
     # resnet56-a lacks only Scratch-B, and no Scratch-B of resnet56 is measured yet
     assert left_a.endswith("; 1 training(s) not measured yet)")
-    # resnet56-b: fine-tuning and its control as the median ResNet-56 fine-tuning (1.5 min), Scratch-E as A's (10)
-    assert left_b.endswith("; about 0.2 h to train + 1 training(s) not measured yet)")
+    # resnet56-b: fine-tuning and its control as the median ResNet-56 fine-tuning (1.5 min each), Scratch-E one
+    # epoch at A's 300 s per epoch (5 min; 10 min if the estimate ignored the epochs, and 0.2 h in all)
+    assert left_b.endswith("; about 0.1 h to train + 1 training(s) not measured yet)")
     # the two Scratch-B; the large model, unless cached, as its record's 5 minutes
     assert "2 training(s) with nothing like them measured yet" in summary.estimate
     assert "time: about" in str(summary)
