@@ -75,6 +75,29 @@ def accuracy_by_criterion(model: nn.Module, criteria: Iterable[str], prune_ratio
     return pd.DataFrame(rows).set_index("criterion")
 
 
+def accuracy_over_seeds(per_seed: dict) -> pd.DataFrame:
+    """{seed: :func:`accuracy_by_criterion` table} -> one row per criterion: params and FLOPs (equal for every
+    seed: layer-wise selection at one prune_ratio), the mean and std over seeds of each accuracy (std NaN for one
+    seed), the most layers clamped, and the number of seeds."""
+    long = pd.concat(per_seed, names=["seed"]).reset_index()
+    g = long.groupby("criterion", sort=False)
+    out = g[["params", "flops"]].first()
+    for col in ("acc_pruned", "acc_finetuned", "best_finetuned"):
+        out[col], out[f"{col}_std"] = g[col].mean(), g[col].std()
+    out["clamped"], out["seeds"] = g.clamped.max(), g.size()
+    return out
+
+
+def criteria_vs(per_seed: dict, reference: str, metric: str = "acc_finetuned") -> dict:
+    """{criterion: :func:`rethink.verdict.paired_verdict` of that criterion minus ``reference`` (a criterion's
+    label, e.g. "L1")}, paired by seed: every criterion of a seed prunes the same trained model and fine-tunes on
+    the same batches."""
+    from .verdict import paired_verdict
+    long = pd.concat(per_seed, names=["seed"]).reset_index()
+    return {c: paired_verdict(long, c, reference, "criterion", metric)
+            for c in long.criterion.unique() if c != reference}
+
+
 def write_study_record(cfg: RunConfig, kind: str, seed: int, results: dict, wall_time_s: float) -> str:
     """One JSON record of a criteria study (``kind``: criteria-similarity | weight-distribution) under
     ``<output_dir>/records``; ``results`` must be JSON-serialisable (tables as ``DataFrame.to_dict``)."""

@@ -173,3 +173,29 @@ def test_random_control_is_reproducible_and_uncorrelated_with_norms():
     assert r.shape == (256,) and torch.equal(r, get_criterion("random").fn(w.clone()))  # same layer shape, same
     rho = stats.spearmanr(r.numpy(), get_criterion("l2").fn(w).numpy()).statistic
     assert abs(rho) < 0.2  # a floor: no relation to the filters' norms
+
+
+def test_accuracy_over_seeds_and_the_paired_comparison_with_l1():
+    import pandas as pd
+
+    from rethink.criteria_study import accuracy_over_seeds, criteria_vs
+
+    def table(l1, gm, rnd):  # accuracy_by_criterion's shape: one row per criterion, indexed by its label
+        return pd.DataFrame(dict(criterion=["L1", "GM", "random"], params=[10, 10, 10], flops=[99, 99, 99],
+                                 acc_pruned=[50.0, 51.0, 20.0], acc_finetuned=[l1, gm, rnd],
+                                 best_finetuned=[l1, gm, rnd], clamped=[0, 1, 0])).set_index("criterion")
+
+    # GM tracks L1 within 0.1 point on every seed while the seeds differ by 2 points; random is 3 points lower
+    per_seed = {0: table(90.0, 90.1, 87.0), 1: table(92.0, 91.9, 89.1), 2: table(91.0, 91.0, 88.0)}
+    t = accuracy_over_seeds(per_seed)
+    assert list(t.index) == ["L1", "GM", "random"] and t.loc["L1", "seeds"] == 3
+    assert t.loc["L1", "acc_finetuned"] == pytest.approx(91.0) and t.loc["L1", "acc_finetuned_std"] == pytest.approx(1.0)
+    assert t.loc["GM", "clamped"] == 1 and t.loc["GM", "params"] == 10
+    v = criteria_vs(per_seed, "L1")
+    assert set(v) == {"GM", "random"} and v["GM"]["n"] == 3
+    assert v["GM"]["verdict"] == "on par" and v["GM"]["diff"] == pytest.approx(0.0)
+    assert v["random"]["verdict"] == "worse" and v["random"]["high"] < 0  # paired: the seed spread cancels out
+    # one seed: a mean without a std, and no interval
+    one = accuracy_over_seeds({0: per_seed[0]})
+    assert one.loc["L1", "acc_finetuned"] == 90.0 and one.loc["L1", "acc_finetuned_std"] != one.loc["L1", "acc_finetuned_std"]
+    assert criteria_vs({0: per_seed[0]}, "L1")["GM"]["n"] == 1
