@@ -594,14 +594,15 @@ class _Task:
 
 def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = True) -> list[_Task]:
     """Tasks for the runs that are not done, marking the others: for each run, each large model it needs followed
-    (``split``) by one training per missing record that prunes it, then the run itself (its notebook, which trains
+    (``split``) by one training per missing record that prunes it, of this run and of the later runs that prune the
+    same large model (Table 1's ResNet-A and -B rows share theirs), then the run itself (its notebook, which trains
     what is left and reads the rest back).  A free job takes the first task whose dependencies are done, so the
-    jobs finish one row before they start the next, and within a row one seed before the next: a seed's regimes
-    come before the next seed's large model.  Where the cache does not outlive a session, a hard stop then loses
-    the least: records are kept, a large model whose regimes are not all written is not."""
+    jobs finish one row (or rows sharing large models) before they start the next, one seed before the next: a
+    seed's regimes come before the next seed's large model.  Where the cache does not outlive a session, a hard
+    stop then loses the least: records are kept, a large model whose regimes are not all written is not."""
     from .experiment import baseline_path, configure
     from .records import read_record
-    tasks, by_key = [], {}
+    tasks, by_key, plans = [], {}, []
 
     def add(task: _Task) -> str:
         if task.key not in by_key:
@@ -619,7 +620,8 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = Tru
         # a run with all its records only remakes its page: it needs no large model
         todo = [Training(**t) for t in run.trainings if read_record(Path(run.cwd) / t["record"]) is None]
         training = {t.seed for t in todo if t.regime != "baseline"}  # these write their seed's large model's record
-        todo = [t for t in todo if t.regime != "baseline" or t.seed not in training]
+        plans.append((run, [t for t in todo if t.regime != "baseline" or t.seed not in training]))
+    for i, (run, todo) in enumerate(plans):
         deps = []
         for name in dict.fromkeys(t.baseline for t in todo):
             b = baselines[name]
@@ -628,11 +630,14 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = Tru
             with contextlib.suppress(Exception):  # cached on this machine: the local engine has nothing to train
                 task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
             deps.append(add(task))
-            for t in todo if split else []:
-                if t.baseline == name:
-                    deps.append(add(_Task(f"training:{t.record}", "training", dataclasses.asdict(t),
-                                          [f"baseline:{t.baseline}"], t.label,
-                                          log_dir=run.state_dir / f"training-{Path(t.record).stem}")))
+            for other, other_todo in plans[i:] if split else []:
+                for t in other_todo:
+                    if t.baseline == name:
+                        key = add(_Task(f"training:{t.record}", "training", dataclasses.asdict(t),
+                                        [f"baseline:{t.baseline}"], t.label,
+                                        log_dir=other.state_dir / f"training-{Path(t.record).stem}"))
+                        if other is run:
+                            deps.append(key)
         spec = dataclasses.asdict(dataclasses.replace(run, trainings=[]))  # its worker's argument: kept short
         add(_Task(f"run:{run.run_id}", "run", spec, deps, run.name, log_dir=run.state_dir))
     return tasks

@@ -171,7 +171,8 @@ def test_a_run_with_all_its_records_needs_no_large_model(tmp_path, fashion_root)
 
 
 def test_each_missing_record_is_a_training_task_between_its_large_model_and_its_run(tmp_path, fashion_root):
-    # so that --jobs 2 trains two seeds or regimes of one row at once; rows still come one after another
+    # so that --jobs 2 trains two seeds or regimes of one row at once; rows come one after another, but those that
+    # prune the same large models (here both) train each seed's regimes of both before the next seed's large model
     from rethink.sweep import Summary, _tasks
     out = tmp_path / "tiny"
     runs, baselines = expand(load_grid(TINY), output_dir=str(out), overrides={"data_root": fashion_root}, cwd=ROOT)
@@ -186,8 +187,8 @@ def test_each_missing_record_is_a_training_task_between_its_large_model_and_its_
     tasks = _tasks(runs, baselines, Summary("tiny", str(out)))
     regimes = lambda run: [r for r in run.records if "-baseline-" not in r]  # noqa: E731
     assert [t.key for t in tasks] == ([base] + [f"training:{r}" for r in regimes(a) if r != written]
-                                      + [f"run:{a.run_id}"] + [f"training:{r}" for r in regimes(b)]
-                                      + [f"run:{b.run_id}"])
+                                      + [f"training:{r}" for r in regimes(b)]
+                                      + [f"run:{a.run_id}", f"run:{b.run_id}"])
     by_key = {t.key: t for t in tasks}
     assert all(t.deps == [base] for t in tasks if t.kind == "training")
     assert by_key[f"run:{b.run_id}"].deps == [base] + [f"training:{r}" for r in regimes(b)]
@@ -211,12 +212,15 @@ def test_a_seeds_regimes_come_before_the_next_seeds_large_model(tmp_path, fashio
     out = tmp_path / "tiny"
     runs, baselines = expand(load_grid(TINY), output_dir=str(out), overrides={"data_root": fashion_root,
                                                                              "seeds": [0, 1]}, cwd=ROOT)
-    keys = [t.key for t in _tasks(runs[:1], baselines, Summary("tiny", str(out)))]
     b0, b1 = (f"baseline:{n}" for n in runs[0].baselines)
     seed = lambda k: 0 if k == b0 or "-s0.json" in k else 1 if k == b1 or "-s1.json" in k else None  # noqa: E731
-    order = [seed(k) for k in keys[:-1]]
-    assert keys[-1].startswith("run:") and keys[0] == b0 and keys.index(b1) == order.index(1)
-    assert order == sorted(order) and order.count(0) == order.count(1) > 2  # seed 0 whole, then seed 1 whole
+    for rows in (runs[:1], runs):  # one row, then the A and B rows, which prune the same large models
+        keys = [t.key for t in _tasks(rows, baselines, Summary("tiny", str(out)))]
+        order = [seed(k) for k in keys[:-len(rows)]]
+        assert all(k.startswith("run:") for k in keys[-len(rows):]) and keys[0] == b0
+        assert keys.index(b1) == order.index(1)
+        assert order == sorted(order) and order.count(0) == order.count(1) > 2  # seed 0 whole, then seed 1 whole
+        assert sum("-resnet56-b-" in k for k in keys[:keys.index(b1)]) == (len(rows) - 1) * 4  # B's seed 0 too
 
 
 def test_a_dry_run_estimates_the_training_left_from_finished_runs(tmp_path, fashion_root):
