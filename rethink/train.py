@@ -139,6 +139,9 @@ def train(model: nn.Module, train_loader, test_loader, schedule: Schedule, *,
         metrics = _train(model, train_loader, test_loader, schedule, after_backward, on_epoch_end, progress, desc,
                          perf, forward, state)
     metrics["perf"] = dict(vars(perf))
+    # on a CPU the float sums, hence the weights, depend on the thread count: kept with the model, since a record
+    # written later (a cached large model) names only its own process's threads in its provenance
+    metrics["threads"] = torch.get_num_threads()
     return metrics
 
 

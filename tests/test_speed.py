@@ -208,6 +208,7 @@ def test_train_with_speed_settings_keeps_hooks_and_fp32_grads():
     assert seen and set(seen) == {torch.float32}
     assert epochs == [(True, 0), (True, 1)]
     assert metrics["perf"] == dict(amp="bf16", channels_last=True, cudnn_benchmark=False, compile="off")
+    assert metrics["threads"] == torch.get_num_threads()  # the training's own, kept with a cached large model
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in model.parameters())
     assert all(0 <= c["test_acc"] <= 100 and c["train_loss"] == c["train_loss"] for c in metrics["curve"])
 
