@@ -37,8 +37,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The protocol page's convergence check: each large model of the book (seed 0, the one the rows prune) against
-# 2x the epochs.  Done checks are read from their records and the cache.  CONVERGE_JOBS checks at once, one torch
-# thread each (as the sweep's --jobs 2 --threads 1), then the table again from all the records.
+# 2x the epochs.  A check with its records is done (a later session, its cache gone, trains only what is missing;
+# `--restart` redoes one).  CONVERGE_JOBS checks at once, one torch thread each (as the sweep's --jobs 2
+# --threads 1), then the table again from all the records.
 CONVERGE ?= "vgg16" "resnet56" "resnet110" "vgg19" "vgg19-slim --method slimming" "densenet40 --method slimming" \
             "resnet56 --method sfp --prune-ratio 0.3" "resnet56 --method sss --prune-ratio 0.3"
 CONVERGE_JOBS ?= 2

@@ -64,7 +64,7 @@ def _converge(args) -> None:
     cfg = _config(args, prune=False)
     print(f"profile {cfg.profile}, dataset {cfg.data.dataset}, device {cfg.device}: {cfg.arch} for "
           f"{cfg.train.epochs} and {2 * cfg.train.epochs} epochs", file=sys.stderr)
-    check_convergence(cfg, seed=(cfg.seeds or (0,))[0], progress=not args.quiet)
+    check_convergence(cfg, seed=(cfg.seeds or (0,))[0], progress=not args.quiet, redo=args.restart)
     print(convergence_table(f"{cfg.output_dir}/records").to_string())
     # the protocol page includes this table (book/convergence/table.md)
     write_convergence_markdown(f"{cfg.output_dir}/records", f"{cfg.output_dir}/table.md")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .data import get_loaders
-from .experiment import baseline_tag, get_baseline
+from .experiment import baseline_tag, get_baseline, same_settings
 from .records import provenance, read_record, write_record
 
 TOLERANCE = 1.0  # points of best test accuracy between 2x and 1x epochs
@@ -23,9 +23,11 @@ def convergence_run_id(cfg: RunConfig, factor: int, seed: int) -> str:
     return f"{cfg.data.dataset}-{cfg.profile}-convergence-{baseline_tag(cfg)}-{cfg.arch}-x{factor}-s{seed}"
 
 
-def check_convergence(cfg: RunConfig, seed: int = 0, progress: bool = True) -> list[dict]:
+def check_convergence(cfg: RunConfig, seed: int = 0, progress: bool = True, redo: bool = False) -> list[dict]:
     """Train (or take from the cache) the large model of ``cfg`` for its epochs and for twice as many; write one
-    record each to ``<output_dir>/records`` (regime ``convergence``, ``factor`` 1 or 2); return both."""
+    record each to ``<output_dir>/records`` (regime ``convergence``, ``factor`` 1 or 2); return both.  A record
+    written under the same settings is the result, cache or not: a check of a 1x model trained in an earlier
+    session (whose cache is gone) does not train it again, only its missing 2x; ``redo`` trains both again."""
     from .paths import check_run_paths
     check_run_paths(cfg.output_dir, cfg.data.root)
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
@@ -36,9 +38,12 @@ def check_convergence(cfg: RunConfig, seed: int = 0, progress: bool = True) -> l
                                       train=dataclasses.replace(cfg.train, epochs=cfg.train.epochs * factor))
         path = out / f"{convergence_run_id(cfg, factor, seed)}.json"
         rec = read_record(path)
+        if not redo and same_settings(rec, run_cfg):
+            records.append(rec)
+            continue
         t0 = time.time()
         model, metrics, cached = get_baseline(run_cfg, seed, info, train_loader, test_loader, progress)
-        if rec is None or rec["metrics"] != metrics:
+        if rec is None or rec["metrics"] != metrics or redo:
             rec = dict(run_id=path.stem, regime="convergence", factor=factor, seed=seed, config=run_cfg.to_dict(),
                        metrics=metrics, baseline_tag=baseline_tag(cfg), baseline_cached=cached,
                        model=dict(arch=cfg.arch, widths=list(model.widths)),

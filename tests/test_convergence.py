@@ -34,10 +34,23 @@ def test_convergence_check_reuses_the_rows_large_model_and_trains_2x(tmp_path, f
     # a second call trains nothing and keeps the records
     before = [p.read_text() for p in sorted((tmp_path / "runs" / "records").glob("*.json"))]
     import rethink.experiment
+    real_train = rethink.experiment.train
     monkeypatch.setattr(rethink.experiment, "train", lambda *a, **k: pytest.fail("retrained a cached model"))
     check_convergence(cfg, progress=False)
     assert before == [p.read_text() for p in sorted((tmp_path / "runs" / "records").glob("*.json"))]
     assert json.loads(before[0])["regime"] == "convergence"
+    # a later session, whose cache is gone: the records are the check's result, nothing trains again
+    import dataclasses
+    twice = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2 * cfg.train.epochs))
+    for c in (cfg, twice):  # only this check's two models: the test cache is shared by the session
+        baseline_path(c, 0).unlink()
+    check_convergence(cfg, progress=False)
+    assert before == [p.read_text() for p in sorted((tmp_path / "runs" / "records").glob("*.json"))]
+    assert not baseline_path(cfg, 0).exists()
+    # --restart (redo) trains both again
+    monkeypatch.setattr(rethink.experiment, "train", real_train)
+    check_convergence(cfg, progress=False, redo=True)
+    assert baseline_path(cfg, 0).exists()
 
 
 def test_cli_converge_needs_no_prune_ratio(tmp_path, fashion_root, capsys, one_thread):
