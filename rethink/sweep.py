@@ -328,11 +328,24 @@ def missing_records(run: Run) -> list[str]:
     return [r for r in run.records if read_record(Path(run.cwd) / r) is None]
 
 
+def ran_with(path: Path, parameters: dict) -> bool:
+    """Whether the executed notebook at ``path`` ran to its end through papermill with exactly ``parameters`` (its
+    own metadata says so: the parameters, an end time, no exception)."""
+    try:
+        pm = json.loads(Path(path).read_text())["metadata"]["papermill"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return pm.get("parameters") == parameters and pm.get("end_time") is not None and not pm.get("exception")
+
+
 def is_done(run: Run) -> bool:
-    """Done-marker, an executed notebook without error, and every record of the run readable."""
+    """An executed notebook without error that this run wrote (its done-marker) or that papermill ran with the
+    run's very parameters (a committed page in a fresh clone, whose markers are not committed), and every record
+    of the run readable.  To run a page again whose notebook changed, delete the executed notebook."""
     from .records import read_record
     marker = read_record(run.marker_path)
-    return (marker is not None and marker.get("run_id") == run.run_id and run.notebook_path.exists()
+    ours = marker is not None and marker.get("run_id") == run.run_id
+    return (run.notebook_path.exists() and (ours or ran_with(run.notebook_path, run.parameters))
             and notebook_error(run.notebook_path) is None and not missing_records(run))
 
 

@@ -320,6 +320,20 @@ def test_a_run_is_done_only_with_marker_clean_notebook_and_records(tmp_path):
     assert not is_done(_finished(tmp_path / "err", error=True))  # finished with an error
 
 
+def test_a_committed_page_that_papermill_ran_with_the_runs_parameters_is_done_without_a_marker(tmp_path):
+    # a fresh clone has the executed pages and records but not the sweep's markers (.sweep/ is not committed):
+    # a page papermill ran to its end with the run's very parameters is not executed again
+    run = _finished(tmp_path / "clone")
+    run.marker_path.unlink()
+    nb = json.loads(run.notebook_path.read_text())
+    ran = dict(parameters=dict(run.parameters), end_time="2026-11-30T08:49:53+00:00", exception=None)
+    for meta, done in [(ran, True), ({**ran, "parameters": {**run.parameters, "profile": "quick"}}, False),
+                       ({**ran, "end_time": None}, False), ({**ran, "exception": True}, False)]:
+        nb["metadata"]["papermill"] = meta
+        run.notebook_path.write_text(json.dumps(nb))
+        assert is_done(run) is done, meta
+
+
 @pytest.mark.slow  # executes notebooks (a kernel start is seconds on a loaded CPU)
 def test_partial_notebook_without_marker_is_redone_and_replaced(tmp_path):
     toy_notebook(tmp_path / "toy.ipynb")
