@@ -605,11 +605,14 @@ class _Task:
     cached: bool = False           # a baseline already in this machine's cache (a Ray node may still lack it)
 
 
+LONGEST_FIRST = {"scratch-b": 0, "scratch-e": 1, "fine-tune": 2}  # a seed's regimes, by the epochs they train
+
+
 def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = True) -> list[_Task]:
     """Tasks for the runs that are not done, marking the others: for each run, each large model it needs followed
     (``split``) by one training per missing record that prunes it, of this run and of the later runs that prune the
-    same large model (Table 1's ResNet-A and -B rows share theirs), then the run itself (its notebook, which trains
-    what is left and reads the rest back).  A free job takes the first task whose dependencies are done, so the
+    same large model (Table 1's ResNet-A and -B rows share theirs), longest first, then the run itself (its
+    notebook, which trains what is left and reads the rest back).  A free job takes the first task whose dependencies are done, so the
     jobs finish one row (or rows sharing large models) before they start the next, one seed before the next: a
     seed's regimes come before the next seed's large model.  Where the cache does not outlive a session, a hard
     stop then loses the least: records are kept, a large model whose regimes are not all written is not."""
@@ -643,14 +646,14 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = Tru
             with contextlib.suppress(Exception):  # cached on this machine: the local engine has nothing to train
                 task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
             deps.append(add(task))
-            for other, other_todo in plans[i:] if split else []:
-                for t in other_todo:
-                    if t.baseline == name:
-                        key = add(_Task(f"training:{t.record}", "training", dataclasses.asdict(t),
-                                        [f"baseline:{t.baseline}"], t.label,
-                                        log_dir=other.state_dir / f"training-{Path(t.record).stem}"))
-                        if other is run:
-                            deps.append(key)
+            mine = [(other, t) for other, other_todo in plans[i:] if split for t in other_todo if t.baseline == name]
+            # the longest first (Scratch-B trains the most epochs, fine-tuning the fewest), so that the seed's
+            # last training does not start late and leave the other job idle
+            for other, t in sorted(mine, key=lambda ot: LONGEST_FIRST.get(ot[1].regime, len(LONGEST_FIRST))):
+                key = add(_Task(f"training:{t.record}", "training", dataclasses.asdict(t), [f"baseline:{t.baseline}"],
+                                t.label, log_dir=other.state_dir / f"training-{Path(t.record).stem}"))
+                if other is run:
+                    deps.append(key)
         spec = dataclasses.asdict(dataclasses.replace(run, trainings=[]))  # its worker's argument: kept short
         add(_Task(f"run:{run.run_id}", "run", spec, deps, run.name, log_dir=run.state_dir))
     return tasks

@@ -186,12 +186,14 @@ def test_each_missing_record_is_a_training_task_between_its_large_model_and_its_
         (base, []), (f"run:{a.run_id}", [base]), (f"run:{b.run_id}", [base])]
     tasks = _tasks(runs, baselines, Summary("tiny", str(out)))
     regimes = lambda run: [r for r in run.records if "-baseline-" not in r]  # noqa: E731
-    assert [t.key for t in tasks] == ([base] + [f"training:{r}" for r in regimes(a) if r != written]
-                                      + [f"training:{r}" for r in regimes(b)]
-                                      + [f"run:{a.run_id}", f"run:{b.run_id}"])
+    # longest first: both rows' Scratch-B, then Scratch-E, then the fine-tunings (controls included)
+    order = ["-scratch-b-", "-scratch-e-", "-fine-tune-"]
+    longest = lambda rs: sorted(rs, key=lambda r: next(i for i, o in enumerate(order) if o in r))  # noqa: E731
+    assert [t.key for t in tasks] == ([base] + [f"training:{r}" for r in longest(
+        [r for r in regimes(a) if r != written] + regimes(b))] + [f"run:{a.run_id}", f"run:{b.run_id}"])
     by_key = {t.key: t for t in tasks}
     assert all(t.deps == [base] for t in tasks if t.kind == "training")
-    assert by_key[f"run:{b.run_id}"].deps == [base] + [f"training:{r}" for r in regimes(b)]
+    assert by_key[f"run:{b.run_id}"].deps == [base] + [f"training:{r}" for r in longest(regimes(b))]
     control = by_key[f"training:{next(r for r in regimes(a) if '-random-filters-' in r)}"]
     assert control.label == "resnet56-a: random-filters fine-tune seed 0" and control.spec["seed"] == 0
     assert control.spec["control"] == "random-filters" and control.spec["params"]["method"] == "l1-norm"
