@@ -614,8 +614,9 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = Tru
     same large model (Table 1's ResNet-A and -B rows share theirs), longest first, then the run itself (its
     notebook, which trains what is left and reads the rest back).  A free job takes the first task whose
     dependencies are done, so the jobs finish one row (or rows sharing large models) before they start the next,
-    one seed before the next: a seed's regimes come before the next seed's large model.  Where the cache does not outlive a session, a hard
-    stop then loses the least: records are kept, a large model whose regimes are not all written is not."""
+    one seed before the next: a seed's regimes come before the next seed's large model.  Where the cache does not
+    outlive a session, a hard stop then loses the least: records are kept, a large model whose regimes are not all
+    written is not."""
     from .experiment import baseline_path, configure
     from .records import read_record
     tasks, by_key, plans = [], {}, []
