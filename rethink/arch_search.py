@@ -86,7 +86,8 @@ def train_scratch(cfg: RunConfig, info: DatasetInfo, widths: list, seed: int, lo
 def run_arch_search(cfg: RunConfig, progress: bool = True, resume: bool = True) -> list[dict]:
     """For each seed: the slimming-trained large model (cached), its pruned widths at ``cfg.prune.prune_ratio``,
     then the pruned, the uniform and the guided architecture trained from scratch.  One record per seed; returns
-    flat rows (seed, design, widths, params, flops, best_acc, final_acc).  A seed's record written earlier under
+    flat rows (seed, dataset, design, multiplier, widths, params, flops, best_acc, final_acc; design "uniform" with
+    its width multiplier).  A seed's record written earlier under
     the same settings is reused (``resume``), so seeds can run apart and an interrupted run continues."""
     if cfg.prune.method != "slimming":
         raise ConfigError(f"the architecture search uses slimming, not {cfg.prune.method!r}")
@@ -99,10 +100,14 @@ def run_arch_search(cfg: RunConfig, progress: bool = True, resume: bool = True) 
         rec = read_record(path) if resume else None
         res = rec["result"] if same_settings(rec, cfg) else _search(cfg, seed, info, loaders, progress, path,
                                                                      fresh=not resume)
-        for design in sorted((d for d in res if d != "clamped"), key=_design_rank):  # a record's keys are sorted
-            r = res[design]
-            rows.append(dict(seed=seed, design=design, widths=r["widths"], params=r["params"], flops=r["flops"],
-                             best_acc=r["metrics"]["best_acc"], final_acc=r["metrics"]["final_acc"]))
+        for key in sorted((d for d in res if d != "clamped"), key=_design_rank):  # a record's keys are sorted
+            r = res[key]
+            # the record names the uniform design with its multiplier ("uniform (x0.648)"), which differs by seed:
+            # one name across seeds, so that seeds pair, and the multiplier beside it
+            design, mult = ("uniform", float(key[len("uniform (x"):-1])) if key.startswith("uniform") else (key, None)
+            rows.append(dict(seed=seed, dataset=cfg.data.dataset, design=design, multiplier=mult, widths=r["widths"],
+                             params=r["params"], flops=r["flops"], best_acc=r["metrics"]["best_acc"],
+                             final_acc=r["metrics"]["final_acc"]))
     return rows
 
 
@@ -141,15 +146,25 @@ def _search(cfg: RunConfig, seed: int, info: DatasetInfo, loaders, progress: boo
 
 
 def arch_table(rows, source: str = ""):
-    """Rows of ``run_arch_search`` -> one row per design: params, FLOPs, best and final accuracy (mean ± std)."""
+    """Rows of ``run_arch_search`` -> one row per design: params and FLOPs (mean over seeds: slimming's global
+    threshold gives each seed its own widths), best and final accuracy (mean ± std over the seeds whose run did not
+    fail), n, and the failed runs left out (:func:`rethink.verdict.flag_by`, e.g. a design that never trained)."""
     import pandas as pd
 
-    from .report import mean_std
+    from .report import kept_mean_std
+    from .verdict import flag_by
     df = pd.DataFrame(rows)
+    df = df.assign(flag=flag_by(df, "design", "best_acc"))
     out = []
     for design, g in df.groupby("design", sort=False):
-        out.append({"design": design, "params": int(g.params.iloc[0]), "FLOPs": int(g.flops.iloc[0]),
-                    "best acc": mean_std(g.best_acc), "final acc": mean_std(g.final_acc), "n": g.seed.nunique(),
+        mults = sorted(g.multiplier.dropna())
+        if mults:  # the uniform design: its width multiplier, one per seed
+            span = f"{mults[0]:.3f}" if mults[0] == mults[-1] else f"{mults[0]:.3f}-{mults[-1]:.3f}"
+            design = f"{design} (x{span})"
+        out.append({"design": design, "params": int(round(g.params.mean())), "FLOPs": int(round(g.flops.mean())),
+                    "best acc": kept_mean_std(g, "best_acc", "flag"),
+                    "final acc": kept_mean_std(g, "final_acc", "flag"), "n": int(g.flag.isna().sum()),
+                    "left out": "; ".join(f"seed {r.seed}: {r.flag}" for r in g.itertuples() if r.flag),
                     "source": source})
     return pd.DataFrame(out).set_index("design")
 

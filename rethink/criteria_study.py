@@ -88,13 +88,14 @@ def accuracy_over_seeds(per_seed: dict) -> pd.DataFrame:
     return out
 
 
-def criteria_vs(per_seed: dict, reference: str, metric: str = "acc_finetuned") -> dict:
+def criteria_vs(per_seed: dict, reference: str, dataset: str, metric: str = "acc_finetuned") -> dict:
     """{criterion: :func:`rethink.verdict.paired_verdict` of that criterion minus ``reference`` (a criterion's
     label, e.g. "L1")}, paired by seed: every criterion of a seed prunes the same trained model and fine-tunes on
-    the same batches."""
+    the same batches.  A fine-tuning that failed (near ``dataset``'s chance, far below its other seeds) is left out
+    of the pairs and named."""
     from .verdict import paired_verdict
     long = pd.concat(per_seed, names=["seed"]).reset_index()
-    return {c: paired_verdict(long, c, reference, "criterion", metric)
+    return {c: paired_verdict(long, c, reference, "criterion", metric, dataset=dataset)
             for c in long.criterion.unique() if c != reference}
 
 

@@ -115,7 +115,7 @@ def write_lottery_record(cfg: RunConfig, seed: int, lr: float, rounds: int, resu
 def run_lottery(cfg: RunConfig, lrs=(0.1, 0.01), rounds: int = 2, progress: bool = True,
                 resume: bool = True) -> list[dict]:
     """``lottery_ticket`` for every seed of ``cfg`` and every lr, one record each; returns flat rows
-    (seed, lr, init, best_acc, final_acc, sparsity) for tables.  A record written earlier under the same settings
+    (seed, dataset, lr, init, best_acc, final_acc, sparsity) for tables.  A record written earlier under the same settings
     is reused (``resume``), so seeds can run apart (``seeds=[1]``) and an interrupted run continues."""
     from .data import get_loaders
     train_loader, test_loader, info = get_loaders(cfg.data, cfg.device, seed=0)
@@ -137,29 +137,34 @@ def run_lottery(cfg: RunConfig, lrs=(0.1, 0.01), rounds: int = 2, progress: bool
                     p.unlink(missing_ok=True)
             for init in ("dense",) + INITS:
                 m = res[init]
-                rows.append(dict(seed=seed, lr=lr, init=init, best_acc=m["best_acc"], final_acc=m["final_acc"],
+                rows.append(dict(seed=seed, dataset=cfg.data.dataset, lr=lr, init=init, best_acc=m["best_acc"], final_acc=m["final_acc"],
                                  sparsity=0.0 if init == "dense" else res[f"{init}_sparsity"],
                                  curve=[c["test_acc"] for c in m["curve"]]))
     return rows
 
 
 def lottery_table(rows, metric: str = "best_acc", source: str = ""):
-    """Rows of ``run_lottery`` -> one row per lr: dense | winning ticket | random init (mean ± std over seeds),
-    the winning ticket's gain over random init, and n."""
+    """Rows of ``run_lottery`` -> one row per lr: dense | winning ticket | random init (mean ± std over the seeds
+    whose run did not fail), the winning ticket's gain over random init (seeds where both trained), n, and the
+    failed runs left out (:func:`rethink.verdict.flag_by`: near chance, or far below the other seeds)."""
     import pandas as pd
 
-    from .report import mean_std
+    from .report import kept_mean_std, mean_std
+    from .verdict import flag_by
     df = pd.DataFrame(rows)
+    df = df.assign(flag=flag_by(df, ["lr", "init"], metric))
     out = []
     for lr, g in df.groupby("lr", sort=False):
         row = {"lr": lr}
         for init in ("dense",) + INITS:
-            row[init] = mean_std(g[g.init == init][metric])
-        gain = (g[g.init == "winning-ticket"].set_index("seed")[metric]
-                - g[g.init == "random-init"].set_index("seed")[metric])
-        row["winning - random"] = mean_std(gain)
+            row[init] = kept_mean_std(g[g.init == init], metric, "flag")
+        ok = g[g.flag.isna()]
+        gain = (ok[ok.init == "winning-ticket"].set_index("seed")[metric]
+                - ok[ok.init == "random-init"].set_index("seed")[metric]).dropna()
+        row["winning - random"] = mean_std(gain) if len(gain) else "–"
         row["sparsity %"] = round(100 * g[g.init == "winning-ticket"].sparsity.mean(), 2)
         row["n"] = g.seed.nunique()
+        row["left out"] = "; ".join(f"{r.init} seed {r.seed}: {r.flag}" for r in g.itertuples() if r.flag)
         row["source"] = source
         out.append(row)
     return pd.DataFrame(out).set_index("lr")

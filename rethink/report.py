@@ -128,10 +128,10 @@ def _paired_diff(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> str:
     return f"{(a[both] - b[both]).mean():+.2f}" if len(both) else "–"
 
 
-def _cell(runs: pd.DataFrame, metric: str) -> str:
-    """mean ± std of the runs not flagged as failed; when every run is flagged, their values marked "(left out)"
-    (shown, not averaged in as a result); "–" without runs."""
-    ok = runs[runs.run_flag.isna()]
+def kept_mean_std(runs: pd.DataFrame, metric: str, flag: str = "run_flag") -> str:
+    """mean ± std of the runs whose ``flag`` column is empty (not flagged as failed); when every run is flagged,
+    their values marked "(left out)" (shown, not averaged in as a result); "–" without runs."""
+    ok = runs[runs[flag].isna()]
     if len(ok):
         return mean_std(ok[metric])
     return f"{mean_std(runs[metric])} (left out)" if len(runs) else "–"
@@ -165,9 +165,9 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
         base = df[(df.regime == "baseline") & (df.dataset == d["dataset"]) & (df.profile == d["profile"]) &
                   (df.device == d["device"]) & (df.arch == d["arch"]) & (df.baseline_tag == tag)]
         model = model_label(d["arch"], d["variant"], d["prune_ratio"])
-        row = {"model": model, LABELS["baseline"]: _cell(base, metric)}
+        row = {"model": model, LABELS["baseline"]: kept_mean_std(base, metric)}
         for regime in COLUMNS[1:]:
-            row[LABELS[regime]] = _cell(g[g.regime == regime], metric)
+            row[LABELS[regime]] = kept_mean_std(g[g.regime == regime], metric)
         ok = g[g.run_flag.isna()]
         row.update({label: _paired_diff(ok[ok.regime == reg], ok[ok.regime == "fine-tune"], metric)
                     for reg, label in DIFFERENCES})
@@ -176,7 +176,7 @@ def result_table(df: pd.DataFrame, metric: str = "best_acc", paper: bool = True)
             for f in ("dataset", "profile", "device", "arch", "variant", "prune_ratio"):
                 c = c[c[f].isna()] if pd.isna(d[f]) else c[c[f] == d[f]]
             if len(c):
-                row[label] = _cell(c, metric)
+                row[label] = kept_mean_std(c, metric)
                 row[diff_label] = _paired_diff(ok[ok.regime == "fine-tune"], c[c.run_flag.isna()], metric)
         # one number; a range where seeds pruned to different FLOPs (slimming's global threshold, magnitude)
         epochs = sorted({int(e) for e in g[g.regime == "scratch-b"].epochs})

@@ -11,6 +11,7 @@ means and the verdict, which says so; it is never averaged in silently.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -30,21 +31,45 @@ def chance(dataset: str) -> float:
     return 100.0 / (info.num_classes if info else 10)
 
 
-def flag_runs(df: pd.DataFrame, metric: str = "best_acc") -> pd.Series:
-    """For each record of ``df`` (``load_records``): why it is not to be averaged ("near chance", "N points below
-    the other seeds"), or None.  Needs 3 seeds to call one of them far below the others."""
-    flags = pd.Series([None] * len(df), index=df.index, dtype=object)
-    keys = (GROUP if "baseline_tag" in df else GROUP[:-1]) + ["regime"]
-    for _, g in df.groupby(keys, dropna=False, sort=False):
-        for i, row in g.iterrows():
-            value = row[metric]
-            if value <= chance(row["dataset"]) + NEAR_CHANCE:
-                flags[i] = f"near chance ({value:.1f} %)"
-                continue
-            others = g[metric].drop(i)
-            if len(others) >= 2 and value < others.median() - BELOW_SIBLINGS:
-                flags[i] = f"{others.median() - value:.1f} points below the other seeds"
+def flag_group(values: pd.Series, chance_level: float) -> pd.Series:
+    """Flags of one regime's runs over seeds (``values`` indexed like its rows): "near chance (x %)" for a run within
+    ``NEAR_CHANCE`` points of ``chance_level``, "N points below the other seeds" for one ``BELOW_SIBLINGS`` points
+    under the median of the others (needs 2+ others), else None."""
+    flags = pd.Series([None] * len(values), index=values.index, dtype=object)
+    for i, value in values.items():
+        if value <= chance_level + NEAR_CHANCE:
+            flags[i] = f"near chance ({value:.1f} %)"
+            continue
+        others = values.drop(i)
+        if len(others) >= 2 and value < others.median() - BELOW_SIBLINGS:
+            flags[i] = f"{others.median() - value:.1f} points below the other seeds"
     return flags
+
+
+def flag_runs(df: pd.DataFrame, metric: str = "best_acc") -> pd.Series:
+    """For each record of ``df`` (``load_records``): why it is not to be averaged (:func:`flag_group` within its
+    regime of one pruned model), or None.  Needs 3 seeds to call one of them far below the others."""
+    keys = (GROUP if "baseline_tag" in df else GROUP[:-1]) + ["regime"]
+    return _flag_groups(df, keys, metric, lambda g: chance(g["dataset"].iloc[0]))
+
+
+def _flag_groups(df: pd.DataFrame, keys, metric: str, chance_of) -> pd.Series:
+    """:func:`flag_group` within each group of ``df`` by ``keys`` (by position: ``df``'s index need not be unique)."""
+    flat = df.reset_index(drop=True)
+    flags = pd.Series([None] * len(flat), dtype=object)
+    for _, g in flat.groupby(keys, dropna=False, sort=False):
+        flags[g.index] = flag_group(g[metric], chance_of(g))
+    return pd.Series(flags.values, index=df.index, dtype=object)
+
+
+def flag_by(df: pd.DataFrame, key, metric: str = "best_acc", dataset: Optional[str] = None) -> pd.Series:
+    """:func:`flag_group` within each value of ``key`` (a column or columns: a design, an init and lr, a
+    criterion) of a study's rows; chance from ``dataset``, else from the rows' ``dataset`` column."""
+    if dataset is None:
+        if "dataset" not in df:
+            raise ValueError("flag_by needs the dataset (for its chance level): pass dataset= or a 'dataset' column")
+        dataset = df["dataset"].iloc[0]
+    return _flag_groups(df, key, metric, lambda g: chance(dataset))
 
 
 def paired_interval(diffs, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -294,20 +319,30 @@ def verdict_sentence(table: pd.DataFrame, method: str, source: str) -> str:
     return f"**Ours ({source}).** " + " ".join(parts)
 
 
-def paired_verdict(df: pd.DataFrame, a: str, b: str, key: str, metric: str = "best_acc") -> dict:
+def paired_verdict(df: pd.DataFrame, a: str, b: str, key: str, metric: str = "best_acc",
+                   dataset: Optional[str] = None) -> dict:
     """``a`` minus ``b`` (values of column ``key``, e.g. init "winning-ticket" vs "random-init"), paired by seed:
-    {n, diff, low, high, verdict}, with the words of :func:`verdict_word` ("better" meaning ``a`` is)."""
-    x = df[df[key] == a].set_index("seed")[metric]
-    y = df[df[key] == b].set_index("seed")[metric]
+    {n, diff, low, high, verdict, left_out}, with the words of :func:`verdict_word` ("better" meaning ``a`` is).
+    A seed whose ``a`` or ``b`` run failed (:func:`flag_by`) is left out of the pairs and named in ``left_out``."""
+    df = df[df[key].isin([a, b])]
+    df = df.assign(flag=flag_by(df, key, metric, dataset))
+    x, y = (df[df[key] == v].set_index("seed") for v in (a, b))
     seeds = sorted(set(x.index) & set(y.index))
-    mean, low, high = paired_interval([x[s] - y[s] for s in seeds])
+    left_out = [f"{v} seed {s}: {t.flag[s]}" for s in seeds for v, t in ((a, x), (b, y)) if t.flag[s]]
+    kept = [s for s in seeds if not x.flag[s] and not y.flag[s]]
+    mean, low, high = paired_interval([x[metric][s] - y[metric][s] for s in kept])
     word = verdict_word(low, high).replace("scratch ", "")
-    return dict(n=len(seeds), diff=mean, low=low, high=high, verdict=word)
+    return dict(n=len(kept), diff=mean, low=low, high=high, verdict=word, left_out=left_out)
 
 
 def describe(v: dict, what: str) -> str:
-    """"<what>: +1.23 points (95 % interval ..., n seeds): better" in the book's words."""
+    """"<what>: +1.23 points (95 % interval ..., n seeds): better" in the book's words, and the failed runs left
+    out of the pairs."""
+    left = f" (left out as failed: {'; '.join(v['left_out'])})" if v.get("left_out") else ""
     if v["n"] < 2:
-        return f"{what}: **{v['diff']:+.2f}** points from {v['n']} seed, too few for an interval (undecided)"
+        shown = f"{v['diff']:+.2f}** points from {v['n']} seed" if v["n"] else "no** pair of seeds"
+        return f"{what}: **{shown}{left}, too few for an interval (undecided)"
     return (f"{what}: **{v['diff']:+.2f}** points (95 % interval {v['low']:+.2f} to {v['high']:+.2f}, {v['n']} "
-            f"seeds): **{v['verdict']}**")
+            f"seeds{left}): **{v['verdict']}**")
+
+

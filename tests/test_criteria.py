@@ -191,11 +191,15 @@ def test_accuracy_over_seeds_and_the_paired_comparison_with_l1():
     assert list(t.index) == ["L1", "GM", "random"] and t.loc["L1", "seeds"] == 3
     assert t.loc["L1", "acc_finetuned"] == pytest.approx(91.0) and t.loc["L1", "acc_finetuned_std"] == pytest.approx(1.0)
     assert t.loc["GM", "clamped"] == 1 and t.loc["GM", "params"] == 10
-    v = criteria_vs(per_seed, "L1")
+    v = criteria_vs(per_seed, "L1", "fashion-mnist")
     assert set(v) == {"GM", "random"} and v["GM"]["n"] == 3
     assert v["GM"]["verdict"] == "on par" and v["GM"]["diff"] == pytest.approx(0.0)
     assert v["random"]["verdict"] == "worse" and v["random"]["high"] < 0  # paired: the seed spread cancels out
     # one seed: a mean without a std, and no interval
     one = accuracy_over_seeds({0: per_seed[0]})
     assert one.loc["L1", "acc_finetuned"] == 90.0 and one.loc["L1", "acc_finetuned_std"] != one.loc["L1", "acc_finetuned_std"]
-    assert criteria_vs({0: per_seed[0]}, "L1")["GM"]["n"] == 1
+    assert criteria_vs({0: per_seed[0]}, "L1", "fashion-mnist")["GM"]["n"] == 1
+    # a fine-tuning that ended at chance is named and left out of the pairs, not averaged into the difference
+    failed = {**per_seed, 1: table(92.0, 10.4, 89.1)}
+    gm = criteria_vs(failed, "L1", "fashion-mnist")["GM"]
+    assert gm["n"] == 2 and gm["diff"] == pytest.approx(0.05) and gm["left_out"] == ["GM seed 1: near chance (10.4 %)"]

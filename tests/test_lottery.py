@@ -71,3 +71,14 @@ def test_smoke_run_writes_records_and_keeps_the_masks(tmp_path, fashion_root, mo
     from rethink import lottery
     monkeypatch.setattr(lottery, "train", lambda *a, **k: pytest.fail("a finished record was trained again"))
     assert run_lottery(cfg, lrs=(0.1, 0.01), rounds=2, progress=False) == rows
+
+
+def test_a_failed_ticket_is_left_out_of_the_table():
+    # three seeds at one lr; seed 1's random init stayed at chance: the table averages the two that trained,
+    # the gain is over the seeds where both trained, and the failure is named
+    rows = [dict(seed=s, dataset="fashion-mnist", lr=0.1, init=i, best_acc=a, final_acc=a, sparsity=0.8)
+            for s, accs in [(0, (91.0, 90.0, 89.0)), (1, (91.2, 90.4, 10.0)), (2, (90.8, 89.8, 89.4))]
+            for i, a in zip(("dense",) + INITS, accs)]
+    row = lottery_table(rows).loc[0.1]
+    assert row["random-init"] == "89.20 ± 0.28" and row["left out"] == "random-init seed 1: near chance (10.0 %)"
+    assert row["winning - random"] == "0.70 ± 0.42" and row["n"] == 3

@@ -171,7 +171,7 @@ def test_findings_count_methods_of_the_same_widths_apart_and_say_what_they_share
 
 def test_paired_verdicts_of_the_other_studies():
     from rethink.verdict import describe, paired_verdict
-    df = pd.DataFrame([dict(seed=s, init=i, best_acc=a) for s, i, a in [
+    df = pd.DataFrame([dict(seed=s, init=i, best_acc=a, dataset="fashion-mnist") for s, i, a in [
         (0, "winning-ticket", 90.0), (0, "random-init", 89.0), (1, "winning-ticket", 88.5), (1, "random-init", 87.4),
         (2, "winning-ticket", 89.1), (2, "random-init", 88.2)]])
     v = paired_verdict(df, "winning-ticket", "random-init", "init")
@@ -179,6 +179,20 @@ def test_paired_verdicts_of_the_other_studies():
     assert "**better**" in describe(v, "winning ticket − random init") and "3 seeds" in describe(v, "x")
     one = paired_verdict(df[df.seed == 0], "winning-ticket", "random-init", "init")
     assert one["verdict"] == "undecided" and "too few for an interval" in describe(one, "x")
+    # a run that never trained is named and left out of the pairs (here: 2 seeds left, still an interval)
+    failed = df.assign(best_acc=[10.0 if (s, i) == (0, "random-init") else a for s, i, a in
+                                 zip(df.seed, df.init, df.best_acc)])
+    v = paired_verdict(failed, "winning-ticket", "random-init", "init")
+    assert v["n"] == 2 and v["left_out"] == ["random-init seed 0: near chance (10.0 %)"]
+    assert v["diff"] == pytest.approx(1.0) and "left out as failed: random-init seed 0" in describe(v, "x")
+    # far below its seed siblings (3 seeds of that init) is flagged too; chance comes from the dataset
+    low = df.assign(best_acc=[80.0 if (s, i) == (2, "winning-ticket") else a for s, i, a in
+                              zip(df.seed, df.init, df.best_acc)])
+    assert "below the other seeds" in paired_verdict(low, "winning-ticket", "random-init", "init")["left_out"][0]
+    with pytest.raises(ValueError, match="dataset"):
+        paired_verdict(df.drop(columns="dataset"), "winning-ticket", "random-init", "init")
+    one_left = paired_verdict(failed[failed.seed < 2], "winning-ticket", "random-init", "init")
+    assert one_left["n"] == 1 and "too few for an interval" in describe(one_left, "x")
 
 
 def test_a_wider_interval_is_consistent_with_the_paper_not_a_disagreement():
