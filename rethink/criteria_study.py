@@ -75,16 +75,23 @@ def accuracy_by_criterion(model: nn.Module, criteria: Iterable[str], prune_ratio
     return pd.DataFrame(rows).set_index("criterion")
 
 
-def accuracy_over_seeds(per_seed: dict) -> pd.DataFrame:
+def accuracy_over_seeds(per_seed: dict, dataset: str) -> pd.DataFrame:
     """{seed: :func:`accuracy_by_criterion` table} -> one row per criterion: params and FLOPs (equal for every
     seed: layer-wise selection at one prune_ratio), the mean and std over seeds of each accuracy (std NaN for one
-    seed), the most layers clamped, and the number of seeds."""
+    seed), the most layers clamped, the number of seeds averaged, and ``left_out``: the seeds whose fine-tuning
+    failed (near ``dataset``'s chance, far below its other seeds; :func:`rethink.verdict.flag_by`), named and kept
+    out of the fine-tuned means.  Right after pruning a network may well be near chance: that is not flagged."""
+    from .verdict import flag_by
     long = pd.concat(per_seed, names=["seed"]).reset_index()
-    g = long.groupby("criterion", sort=False)
+    long["flag"] = flag_by(long, "criterion", "acc_finetuned", dataset)
+    g, kept = long.groupby("criterion", sort=False), long[long.flag.isna()].groupby("criterion", sort=False)
     out = g[["params", "flops"]].first()
-    for col in ("acc_pruned", "acc_finetuned", "best_finetuned"):
-        out[col], out[f"{col}_std"] = g[col].mean(), g[col].std()
-    out["clamped"], out["seeds"] = g.clamped.max(), g.size()
+    out["acc_pruned"], out["acc_pruned_std"] = g.acc_pruned.mean(), g.acc_pruned.std()
+    for col in ("acc_finetuned", "best_finetuned"):
+        out[col], out[f"{col}_std"] = kept[col].mean(), kept[col].std()
+    out["clamped"], out["seeds"] = g.clamped.max(), kept.size().reindex(out.index, fill_value=0)
+    out["left_out"] = g.apply(lambda c: "; ".join(f"seed {r.seed}: {r.flag}" for r in c.itertuples() if r.flag),
+                              include_groups=False)
     return out
 
 

@@ -187,7 +187,7 @@ def test_accuracy_over_seeds_and_the_paired_comparison_with_l1():
 
     # GM tracks L1 within 0.1 point on every seed while the seeds differ by 2 points; random is 3 points lower
     per_seed = {0: table(90.0, 90.1, 87.0), 1: table(92.0, 91.9, 89.1), 2: table(91.0, 91.0, 88.0)}
-    t = accuracy_over_seeds(per_seed)
+    t = accuracy_over_seeds(per_seed, "fashion-mnist")
     assert list(t.index) == ["L1", "GM", "random"] and t.loc["L1", "seeds"] == 3
     assert t.loc["L1", "acc_finetuned"] == pytest.approx(91.0) and t.loc["L1", "acc_finetuned_std"] == pytest.approx(1.0)
     assert t.loc["GM", "clamped"] == 1 and t.loc["GM", "params"] == 10
@@ -196,10 +196,14 @@ def test_accuracy_over_seeds_and_the_paired_comparison_with_l1():
     assert v["GM"]["verdict"] == "on par" and v["GM"]["diff"] == pytest.approx(0.0)
     assert v["random"]["verdict"] == "worse" and v["random"]["high"] < 0  # paired: the seed spread cancels out
     # one seed: a mean without a std, and no interval
-    one = accuracy_over_seeds({0: per_seed[0]})
+    one = accuracy_over_seeds({0: per_seed[0]}, "fashion-mnist")
     assert one.loc["L1", "acc_finetuned"] == 90.0 and one.loc["L1", "acc_finetuned_std"] != one.loc["L1", "acc_finetuned_std"]
     assert criteria_vs({0: per_seed[0]}, "L1", "fashion-mnist")["GM"]["n"] == 1
     # a fine-tuning that ended at chance is named and left out of the pairs, not averaged into the difference
     failed = {**per_seed, 1: table(92.0, 10.4, 89.1)}
     gm = criteria_vs(failed, "L1", "fashion-mnist")["GM"]
+    t = accuracy_over_seeds(failed, "fashion-mnist")
+    assert t.loc["GM", "seeds"] == 2 and t.loc["GM", "acc_finetuned"] == pytest.approx(90.55)
+    assert t.loc["GM", "left_out"] == "seed 1: near chance (10.4 %)" and t.loc["L1", "left_out"] == ""
+    assert t.loc["GM", "acc_pruned"] == pytest.approx(51.0)  # right after pruning: every seed, never flagged
     assert gm["n"] == 2 and gm["diff"] == pytest.approx(0.05) and gm["left_out"] == ["GM seed 1: near chance (10.4 %)"]
