@@ -100,14 +100,22 @@ def run_arch_search(cfg: RunConfig, progress: bool = True, resume: bool = True) 
         rec = read_record(path) if resume else None
         res = rec["result"] if same_settings(rec, cfg) else _search(cfg, seed, info, loaders, progress, path,
                                                                      fresh=not resume)
-        for key in sorted((d for d in res if d != "clamped"), key=_design_rank):  # a record's keys are sorted
-            r = res[key]
-            # the record names the uniform design with its multiplier ("uniform (x0.648)"), which differs by seed:
-            # one name across seeds, so that seeds pair, and the multiplier beside it
-            design, mult = ("uniform", float(key[len("uniform (x"):-1])) if key.startswith("uniform") else (key, None)
-            rows.append(dict(seed=seed, dataset=cfg.data.dataset, design=design, multiplier=mult, widths=r["widths"],
-                             params=r["params"], flops=r["flops"], best_acc=r["metrics"]["best_acc"],
-                             final_acc=r["metrics"]["final_acc"]))
+        rows += design_rows(res, seed, cfg.data.dataset)
+    return rows
+
+
+def design_rows(result: dict, seed: int, dataset: str) -> list[dict]:
+    """One record's ``result`` -> flat rows (seed, dataset, design, multiplier, widths, params, flops, best_acc,
+    final_acc), one per design in the order large, pruned, uniform, guided."""
+    rows = []
+    for key in sorted((d for d in result if d != "clamped"), key=_design_rank):  # a record's keys are sorted
+        r = result[key]
+        # the record names the uniform design with its multiplier ("uniform (x0.648)"), which differs by seed:
+        # one name across seeds, so that seeds pair, and the multiplier beside it
+        design, mult = ("uniform", float(key[len("uniform (x"):-1])) if key.startswith("uniform") else (key, None)
+        rows.append(dict(seed=seed, dataset=dataset, design=design, multiplier=mult, widths=r["widths"],
+                         params=r["params"], flops=r["flops"], best_acc=r["metrics"]["best_acc"],
+                         final_acc=r["metrics"]["final_acc"]))
     return rows
 
 

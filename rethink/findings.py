@@ -2,7 +2,8 @@
 (supported / contradicted / mixed / inconclusive) computed from the records, never typed by hand.
 
 The scratch-vs-fine-tune claims are decided from :func:`rethink.verdict.verdicts` (paired 95 % intervals per
-pruned model); the claims of the other studies report whether records of the profile exist yet.
+pruned model); the lottery-ticket and architecture-search claims from their records' paired comparison
+(:func:`rethink.verdict.paired_verdict`); the criteria claim reports whether records of the profile exist yet.
 """
 from __future__ import annotations
 
@@ -34,10 +35,10 @@ CLAIMS = (
          methods=("magnitude",)),
 )
 STUDIES = (
-    dict(paper="Liu et al. 2019", folder="lottery", records="*-{profile}-*.json",
+    dict(key="lottery", paper="Liu et al. 2019", folder="lottery", records="*-{profile}-*.json",
          claim="Lottery ticket: at the optimal lr 0.1 the winning ticket is no better than a random initialisation",
          evidence="Iterative magnitude pruning, VGG and ResNet on CIFAR-10, lr 0.1 vs 0.01"),
-    dict(paper="Liu et al. 2019", folder="arch_search", records="*-{profile}-*.json",
+    dict(key="arch_search", paper="Liu et al. 2019", folder="arch_search", records="*-{profile}-*.json",
          claim="Pruning as architecture search: slimming-found widths trained from scratch beat a uniformly "
                "narrowed network of the same FLOPs",
          evidence="Network Slimming on VGG-19 / PreResNet / DenseNet, CIFAR"),
@@ -74,6 +75,54 @@ def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
     if worse == n:
         return "contradicted", ours
     return "mixed", ours
+
+
+# The studies decided by one paired comparison: (rows of one record, a, b, key, the comparison in words, and the
+# claim's verdict for each of our words).  Lottery: "no better" holds when the ticket is on par or worse; the
+# architecture search claims the pruned widths *beat* the uniform ones, which on par does not support.
+STUDY_VERDICTS = {
+    "lottery": dict(a="winning-ticket", b="random-init", key="init", what="winning ticket − random init at lr 0.1",
+                    words={"on par": "supported", "worse": "supported", "better": "contradicted"}),
+    "arch_search": dict(a="pruned (slimming)", b="uniform", key="design", what="pruned (slimming) − uniform",
+                        words={"better": "supported", "on par": "not supported", "worse": "contradicted"}),
+}
+
+
+def _study_rows(key: str, rec: dict) -> list[dict]:
+    dataset = rec["config"]["data"]["dataset"]
+    if key == "lottery":
+        from .lottery import lottery_rows
+        return lottery_rows(rec["result"], rec["seed"], rec["lr"], dataset) if rec["lr"] == 0.1 else []
+    from .arch_search import design_rows
+    return design_rows(rec["result"], rec["seed"], dataset)
+
+
+def _study_verdict(key: str, paths) -> tuple[str, str]:
+    """(verdict, ours) of a study from its records: the paired comparison of :data:`STUDY_VERDICTS` (failed runs
+    left out and named), per setting (the records' names without the seed), with dataset, profile and device."""
+    import re
+
+    from .records import read_record
+    from .verdict import describe, paired_verdict
+    spec = STUDY_VERDICTS[key]
+    groups: dict = {}
+    for p in paths:
+        rec = read_record(p)
+        if rec and "result" in rec:  # an unreadable or foreign file is not a result
+            groups.setdefault(re.sub(r"-s\d+$", "", rec["run_id"]), []).append(rec)
+    verdicts, parts = [], []
+    for name, recs in groups.items():
+        rows = [r for rec in recs for r in _study_rows(key, rec)]
+        if not rows:
+            continue
+        v = paired_verdict(pd.DataFrame(rows), spec["a"], spec["b"], spec["key"])
+        verdicts.append("inconclusive" if v["verdict"] == "undecided" else spec["words"][v["verdict"]])
+        rec = recs[0]
+        where = f"{rec['config']['data']['dataset']}, {rec['config']['profile']} profile, {rec['provenance']['device']}"
+        parts.append(describe(v, spec["what"]).replace("**", "") + f" ({name}; {where})")
+    if not verdicts:
+        return "inconclusive", "no record with the comparison yet"
+    return (verdicts[0] if len(set(verdicts)) == 1 else "mixed"), "; ".join(parts)
 
 
 CONTROL = dict(paper="control (this project)",
@@ -119,10 +168,15 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
         out.append(dict(paper=c["paper"], claim=c["claim"], paper_evidence=c["evidence"], ours=ours, verdict=verdict))
     for s in STUDIES:
         records = sorted(Path(book_dir, s["folder"], "records").glob(s["records"].format(profile=profile)))
-        ours = (f"{len(records)} record(s) on the {profile} profile; see its chapter" if records else
-                f"not yet re-run on the {profile} profile (its chapter shows an earlier short-profile run)")
+        if not records:
+            verdict, ours = "inconclusive", (f"not yet re-run on the {profile} profile (its chapter shows an earlier "
+                                             "short-profile run)")
+        elif s.get("key") in STUDY_VERDICTS:
+            verdict, ours = _study_verdict(s["key"], records)
+        else:
+            verdict, ours = "see chapter", f"{len(records)} record(s) on the {profile} profile; see its chapter"
         out.append(dict(paper=s["paper"], claim=s["claim"], paper_evidence=s["evidence"], ours=ours,
-                        verdict="see chapter" if records else "inconclusive"))
+                        verdict=verdict))
     if control_rows is not None:
         r = _control_row(control_rows)
         out.append(dict(paper=r["paper"], claim=r["claim"], paper_evidence=r["evidence"], ours=r["ours"],
@@ -137,7 +191,11 @@ def findings_markdown(table: pd.DataFrame) -> str:
     lines += ["", "Computed from the run records by the results page (`rethink.findings`); a claim about scratch "
                   "training is *supported* when none of its decided comparisons has scratch worse than "
                   "fine-tuning (95 % paired interval below 0), *contradicted* when all do, *mixed* otherwise, "
-                  "and *inconclusive* without a pruned model with two or more seeds. The control row is "
+                  "and *inconclusive* without a pruned model with two or more seeds. The lottery-ticket row is "
+                  "*supported* when the winning ticket is on par with or worse than a random initialisation at "
+                  "lr 0.1 (paired 95 % interval), the architecture-search row when the slimming-found widths beat "
+                  "the uniform ones (*not supported* when on par); failed runs are left out of both and named. "
+                  "The control row is "
                   "*supported* when no decided pruned model fine-tunes better from the criterion's filters than "
                   "from random filters at the same widths (95 % paired interval above 0), *contradicted* when all "
                   "do."]

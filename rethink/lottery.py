@@ -135,11 +135,19 @@ def run_lottery(cfg: RunConfig, lrs=(0.1, 0.01), rounds: int = 2, progress: bool
                 write_lottery_record(cfg, seed, lr, rounds, res, time.time() - t0 + earlier_train_s(trainings))
                 for p in states:  # only now: a kill before the record was written loses no training
                     p.unlink(missing_ok=True)
-            for init in ("dense",) + INITS:
-                m = res[init]
-                rows.append(dict(seed=seed, dataset=cfg.data.dataset, lr=lr, init=init, best_acc=m["best_acc"], final_acc=m["final_acc"],
-                                 sparsity=0.0 if init == "dense" else res[f"{init}_sparsity"],
-                                 curve=[c["test_acc"] for c in m["curve"]]))
+            rows += lottery_rows(res, seed, lr, cfg.data.dataset)
+    return rows
+
+
+def lottery_rows(result: dict, seed: int, lr: float, dataset: str) -> list[dict]:
+    """One record's ``result`` -> flat rows (seed, dataset, lr, init, best_acc, final_acc, sparsity, curve), one per
+    init (dense, winning ticket, random init)."""
+    rows = []
+    for init in ("dense",) + INITS:
+        m = result[init]
+        rows.append(dict(seed=seed, dataset=dataset, lr=lr, init=init, best_acc=m["best_acc"], final_acc=m["final_acc"],
+                         sparsity=0.0 if init == "dense" else result[f"{init}_sparsity"],
+                         curve=[c["test_acc"] for c in m["curve"]]))
     return rows
 
 

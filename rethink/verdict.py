@@ -65,6 +65,8 @@ def _flag_groups(df: pd.DataFrame, keys, metric: str, chance_of) -> pd.Series:
 def flag_by(df: pd.DataFrame, key, metric: str = "best_acc", dataset: Optional[str] = None) -> pd.Series:
     """:func:`flag_group` within each value of ``key`` (a column or columns: a design, an init and lr, a
     criterion) of a study's rows; chance from ``dataset``, else from the rows' ``dataset`` column."""
+    if df.empty:
+        return pd.Series([], index=df.index, dtype=object)
     if dataset is None:
         if "dataset" not in df:
             raise ValueError("flag_by needs the dataset (for its chance level): pass dataset= or a 'dataset' column")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -144,7 +145,7 @@ def test_findings_are_computed_from_the_verdicts(tmp_path):
     (tmp_path / "lottery" / "records").mkdir(parents=True)
     (tmp_path / "lottery" / "records" / "fashion-mnist-book-lottery-x.json").write_text("{}")
     lottery = findings_table(verdicts(better), book_dir=tmp_path).iloc[3]
-    assert lottery.verdict == "see chapter" and "1 record(s)" in lottery.ours
+    assert lottery.verdict == "inconclusive" and "no record with the comparison" in lottery.ours
     assert findings_markdown(t.reset_index()).count("\n| ") == len(t)  # one line per claim after the header
 
 
@@ -210,3 +211,48 @@ def test_a_wider_interval_is_consistent_with_the_paper_not_a_disagreement():
     worse = df.assign(best_acc=[b - 2.0 if r == "scratch-b" else b for r, b in zip(df.regime, df.best_acc)])
     w = verdicts(worse).set_index("comparison").loc["Scratch-B - fine-tuned"]
     assert w.consistent == False and "We disagree" in verdict_sentence(verdicts(worse), "l1-norm", "book")  # noqa: E712
+
+
+def _study_record(folder, run_id, seed, result, **extra):
+    folder.mkdir(parents=True, exist_ok=True)
+    rec = dict(run_id=run_id, seed=seed, result=result, config=dict(data=dict(dataset="fashion-mnist"), profile="book"),
+               provenance=dict(device="cpu (x86_64)"), **extra)
+    (folder / f"{run_id}.json").write_text(json.dumps(rec))
+
+
+def _metrics(acc):
+    return dict(best_acc=acc, final_acc=acc - 0.1, curve=[dict(test_acc=acc - 0.1)])
+
+
+def test_the_lottery_and_architecture_claims_are_decided_from_their_records(tmp_path):
+    from rethink.findings import findings_table
+    lottery = tmp_path / "lottery" / "records"
+    # lr 0.1: the ticket within noise of a random init (supported); lr 0.01 records do not enter the claim
+    for seed, (wt, ri) in enumerate([(90.1, 90.0), (89.9, 90.0), (90.3, 90.2)]):
+        for lr, shift in ((0.1, 0.0), (0.01, -3.0)):
+            _study_record(lottery, f"fashion-mnist-book-lottery-resnet20-p0.8-r2-lr{lr:g}-s{seed}", seed,
+                          {"dense": _metrics(91.0), "winning-ticket": _metrics(wt + shift + (2 if lr == 0.01 else 0)),
+                           "random-init": _metrics(ri + shift), "winning-ticket_sparsity": 0.8,
+                           "random-init_sparsity": 0.8}, lr=lr)
+    arch = tmp_path / "arch_search" / "records"
+    # seed 0's pruned design never trained: left out and named; the other three seeds put uniform ahead
+    for seed, (pruned, uniform, mult) in enumerate([(10.0, 90.2, 0.648), (88.5, 90.0, 0.645), (88.9, 90.1, 0.65),
+                                                    (88.6, 90.0, 0.647)]):
+        design = dict(widths=[8, "M", 4], params=100, flops=1000)
+        _study_record(arch, f"fashion-mnist-book-archsearch-vgg11-p0.7-s{seed}", seed,
+                      {"large": {**design, "metrics": _metrics(91.0)}, "clamped": [],
+                       "pruned (slimming)": {**design, "metrics": _metrics(pruned)},
+                       f"uniform (x{mult:.3f})": {**design, "metrics": _metrics(uniform)},
+                       "guided (stage means)": {**design, "metrics": _metrics(89.0)}})
+    t = findings_table(pd.DataFrame(), book_dir=tmp_path)
+    lot, search = t.iloc[3], t.iloc[4]
+    assert lot.verdict == "supported" and "3 seeds" in lot.ours and "fashion-mnist, book profile" in lot.ours
+    assert "+0.03 points" in lot.ours  # (0.1 - 0.1 + 0.1) / 3, lr 0.1 only
+    assert search.verdict == "contradicted" and "3 seeds" in search.ours
+    assert "left out as failed: pruned (slimming) seed 0: near chance (10.0 %)" in search.ours
+    # the uniform design merely on par: the claim (pruned beats uniform) is not supported, not contradicted
+    for seed, pruned in ((1, 90.1), (2, 89.9), (3, 90.0)):
+        rec = json.loads((arch / f"fashion-mnist-book-archsearch-vgg11-p0.7-s{seed}.json").read_text())
+        rec["result"]["pruned (slimming)"]["metrics"] = _metrics(pruned)
+        (arch / f"fashion-mnist-book-archsearch-vgg11-p0.7-s{seed}.json").write_text(json.dumps(rec))
+    assert findings_table(pd.DataFrame(), book_dir=tmp_path).iloc[4].verdict == "not supported"
