@@ -75,6 +75,11 @@ def accuracy_by_criterion(model: nn.Module, criteria: Iterable[str], prune_ratio
     return pd.DataFrame(rows).set_index("criterion")
 
 
+def per_seed_long(per_seed: dict) -> pd.DataFrame:
+    """{seed: :func:`accuracy_by_criterion` table} -> one long table, a row per (seed, criterion)."""
+    return pd.concat(per_seed, names=["seed"]).reset_index()
+
+
 def accuracy_over_seeds(per_seed: dict, dataset: str) -> pd.DataFrame:
     """{seed: :func:`accuracy_by_criterion` table} -> one row per criterion: params and FLOPs (equal for every
     seed: layer-wise selection at one prune_ratio), the mean and std over seeds of each accuracy (std NaN for one
@@ -82,7 +87,7 @@ def accuracy_over_seeds(per_seed: dict, dataset: str) -> pd.DataFrame:
     failed (near ``dataset``'s chance, far below its other seeds; :func:`rethink.verdict.flag_by`), named and kept
     out of the fine-tuned means.  Right after pruning a network may well be near chance: that is not flagged."""
     from .verdict import flag_by
-    long = pd.concat(per_seed, names=["seed"]).reset_index()
+    long = per_seed_long(per_seed)
     long["flag"] = flag_by(long, "criterion", "acc_finetuned", dataset)
     g, kept = long.groupby("criterion", sort=False), long[long.flag.isna()].groupby("criterion", sort=False)
     out = g[["params", "flops"]].first()
@@ -101,7 +106,7 @@ def criteria_vs(per_seed: dict, reference: str, dataset: str, metric: str = "acc
     the same batches.  A fine-tuning that failed (near ``dataset``'s chance, far below its other seeds) is left out
     of the pairs and named."""
     from .verdict import paired_verdict
-    long = pd.concat(per_seed, names=["seed"]).reset_index()
+    long = per_seed_long(per_seed)
     return {c: paired_verdict(long, c, reference, "criterion", metric, dataset=dataset)
             for c in long.criterion.unique() if c != reference}
 
