@@ -156,7 +156,7 @@ def _search(cfg: RunConfig, seed: int, info: DatasetInfo, loaders, progress: boo
 def arch_table(rows, source: str = ""):
     """Rows of ``run_arch_search`` -> one row per design: params and FLOPs (mean over seeds: slimming's global
     threshold gives each seed its own widths), best and final accuracy (mean ± std over the seeds whose run did not
-    fail), n, and the failed runs left out (:func:`rethink.verdict.flag_by`, e.g. a design that never trained)."""
+    fail), n (seeds run), and the failed runs left out (:func:`rethink.verdict.flag_by`, e.g. a design that never trained)."""
     import pandas as pd
 
     from .report import kept_mean_std
@@ -171,7 +171,7 @@ def arch_table(rows, source: str = ""):
             design = f"{design} (x{span})"
         out.append({"design": design, "params": int(round(g.params.mean())), "FLOPs": int(round(g.flops.mean())),
                     "best acc": kept_mean_std(g, "best_acc", "flag"),
-                    "final acc": kept_mean_std(g, "final_acc", "flag"), "n": int(g.flag.isna().sum()),
+                    "final acc": kept_mean_std(g, "final_acc", "flag"), "n": g.seed.nunique(),
                     "left out": "; ".join(f"seed {r.seed}: {r.flag}" for r in g.itertuples() if r.flag),
                     "source": source})
     return pd.DataFrame(out).set_index("design")

@@ -83,7 +83,7 @@ def per_seed_long(per_seed: dict) -> pd.DataFrame:
 def accuracy_over_seeds(per_seed: dict, dataset: str) -> pd.DataFrame:
     """{seed: :func:`accuracy_by_criterion` table} -> one row per criterion: params and FLOPs (equal for every
     seed: layer-wise selection at one prune_ratio), the mean and std over seeds of each accuracy (std NaN for one
-    seed), the most layers clamped, the number of seeds averaged, and ``left_out``: the seeds whose fine-tuning
+    seed), the most layers clamped, the number of seeds, and ``left_out``: the seeds whose fine-tuning
     failed (near ``dataset``'s chance, far below its other seeds; :func:`rethink.verdict.flag_by`), named and kept
     out of the fine-tuned means.  Right after pruning a network may well be near chance: that is not flagged."""
     from .verdict import flag_by
@@ -94,9 +94,9 @@ def accuracy_over_seeds(per_seed: dict, dataset: str) -> pd.DataFrame:
     out["acc_pruned"], out["acc_pruned_std"] = g.acc_pruned.mean(), g.acc_pruned.std()
     for col in ("acc_finetuned", "best_finetuned"):
         out[col], out[f"{col}_std"] = kept[col].mean(), kept[col].std()
-    out["clamped"], out["seeds"] = g.clamped.max(), kept.size().reindex(out.index, fill_value=0)
-    out["left_out"] = g.apply(lambda c: "; ".join(f"seed {r.seed}: {r.flag}" for r in c.itertuples() if r.flag),
-                              include_groups=False)
+    out["clamped"], out["seeds"] = g.clamped.max(), g.size()
+    out["left_out"] = pd.Series({c: "; ".join(f"seed {r.seed}: {r.flag}" for r in runs.itertuples() if r.flag)
+                                 for c, runs in g})
     return out
 
 

@@ -1,5 +1,5 @@
 """The findings table of the book's first page: each claim of the papers, the paper's evidence, ours, and a verdict
-(supported / contradicted / mixed / inconclusive) computed from the records, never typed by hand.
+(supported / not supported / contradicted / mixed / inconclusive) computed from the records, never typed by hand.
 
 The scratch-vs-fine-tune claims are decided from :func:`rethink.verdict.verdicts` (paired 95 % intervals per
 pruned model); the lottery-ticket and architecture-search claims from their records' paired comparison
@@ -77,13 +77,15 @@ def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
     return "mixed", ours
 
 
-# The studies decided by one paired comparison: (rows of one record, a, b, key, the comparison in words, and the
+# The studies decided by one paired comparison: (the records' kind, a, b, key, the comparison in words, and the
 # claim's verdict for each of our words).  Lottery: "no better" holds when the ticket is on par or worse; the
 # architecture search claims the pruned widths *beat* the uniform ones, which on par does not support.
 STUDY_VERDICTS = {
-    "lottery": dict(a="winning-ticket", b="random-init", key="init", what="winning ticket − random init at lr 0.1",
+    "lottery": dict(kind="lottery-ticket", a="winning-ticket", b="random-init", key="init",
+                    what="winning ticket − random init at lr 0.1",
                     words={"on par": "supported", "worse": "supported", "better": "contradicted"}),
-    "arch_search": dict(a="pruned (slimming)", b="uniform", key="design", what="pruned (slimming) − uniform",
+    "arch_search": dict(kind="architecture-search", a="pruned (slimming)", b="uniform", key="design",
+                        what="pruned (slimming) − uniform",
                         words={"better": "supported", "on par": "not supported", "worse": "contradicted"}),
 }
 
@@ -108,7 +110,7 @@ def _study_verdict(key: str, paths) -> tuple[str, str]:
     groups: dict = {}
     for p in paths:
         rec = read_record(p)
-        if rec and "result" in rec:  # an unreadable or foreign file is not a result
+        if rec and rec.get("kind") == spec["kind"]:  # an unreadable or foreign file is not a result
             groups.setdefault(re.sub(r"-s\d+$", "", rec["run_id"]), []).append(rec)
     verdicts, parts = [], []
     for name, recs in groups.items():
@@ -120,9 +122,11 @@ def _study_verdict(key: str, paths) -> tuple[str, str]:
         rec = recs[0]
         where = f"{rec['config']['data']['dataset']}, {rec['config']['profile']} profile, {rec['provenance']['device']}"
         parts.append(describe(v, spec["what"]).replace("**", "") + f" ({name}; {where})")
-    if not verdicts:
+    if not parts:
         return "inconclusive", "no record with the comparison yet"
-    return (verdicts[0] if len(set(verdicts)) == 1 else "mixed"), "; ".join(parts)
+    decided = set(verdicts) - {"inconclusive"}  # a setting with too few seeds so far does not vote
+    verdict = "inconclusive" if not decided else decided.pop() if len(decided) == 1 else "mixed"
+    return verdict, "; ".join(parts)
 
 
 CONTROL = dict(paper="control (this project)",

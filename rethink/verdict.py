@@ -67,11 +67,13 @@ def flag_by(df: pd.DataFrame, key, metric: str = "best_acc", dataset: Optional[s
     criterion) of a study's rows; chance from ``dataset``, else from the rows' ``dataset`` column."""
     if df.empty:
         return pd.Series([], index=df.index, dtype=object)
-    if dataset is None:
-        if "dataset" not in df:
-            raise ValueError("flag_by needs the dataset (for its chance level): pass dataset= or a 'dataset' column")
-        dataset = df["dataset"].iloc[0]
-    return _flag_groups(df, key, metric, lambda g: chance(dataset))
+    if dataset is not None:
+        return _flag_groups(df, key, metric, lambda g: chance(dataset))
+    if "dataset" not in df:
+        raise ValueError("flag_by needs the dataset (for its chance level): pass dataset= or a 'dataset' column")
+    # rows of several datasets: each its own chance level, and never one dataset's seeds against another's
+    keys = ["dataset"] + ([key] if isinstance(key, str) else list(key))
+    return _flag_groups(df, keys, metric, lambda g: chance(g["dataset"].iloc[0]))
 
 
 def paired_interval(diffs, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -198,16 +200,15 @@ def control_verdicts(df: pd.DataFrame, metric: str = "best_acc") -> pd.DataFrame
         return pd.DataFrame(columns=cols)
     if "baseline_tag" not in df:
         df = df.assign(baseline_tag="unpruned")
-    ft = df.assign(flag=flag_runs(df, metric))
-    ft = ft[ft.regime == "fine-tune"]
+    ft = df[df.regime == "fine-tune"]
     rows = []
     keys = [k for k in GROUP if k != "method"]
     for k, g in ft.groupby(keys, dropna=False, sort=False):
         d = dict(zip(keys, k))
         for control in sorted(set(g.method) & set(CONTROLS)):
-            kept = g[g.flag.isna()]  # failed runs are left out of the pairs (a model with none left: n = 0)
             for method in sorted(set(g.method) - set(CONTROLS)):
-                v = paired_verdict(kept, method, control, "method", metric)
+                # paired_verdict flags within each method's runs, as flag_runs does, and leaves failed runs out
+                v = paired_verdict(g, method, control, "method", metric)
                 word = {"better": "criterion better", "worse": "random better"}.get(v["verdict"], v["verdict"])
                 rows.append(dict(model=model_label(d["arch"], d["variant"], d["prune_ratio"]), method=method,
                                  control=control, n=v["n"], diff=round(v["diff"], 2), low=round(v["low"], 2),

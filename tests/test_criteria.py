@@ -203,7 +203,7 @@ def test_accuracy_over_seeds_and_the_paired_comparison_with_l1():
     failed = {**per_seed, 1: table(92.0, 10.4, 89.1)}
     gm = criteria_vs(failed, "L1", "fashion-mnist")["GM"]
     t = accuracy_over_seeds(failed, "fashion-mnist")
-    assert t.loc["GM", "seeds"] == 2 and t.loc["GM", "acc_finetuned"] == pytest.approx(90.55)
+    assert t.loc["GM", "seeds"] == 3 and t.loc["GM", "acc_finetuned"] == pytest.approx(90.55)
     assert t.loc["GM", "left_out"] == "seed 1: near chance (10.4 %)" and t.loc["L1", "left_out"] == ""
     assert t.loc["GM", "acc_pruned"] == pytest.approx(51.0)  # right after pruning: every seed, never flagged
     assert gm["n"] == 2 and gm["diff"] == pytest.approx(0.05) and gm["left_out"] == ["GM seed 1: near chance (10.4 %)"]

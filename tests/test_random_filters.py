@@ -60,7 +60,7 @@ def test_control_runs_beside_the_l1_norm_row(tmp_path, fashion_root):
     assert list(control_verdicts(df).method) == ["l1-norm"]
 
 
-def test_control_verdict_is_paired_by_seed():
+def test_control_verdict_is_paired_by_seed(tmp_path):
     rows = []
     for method, accs in (("l1-norm", [90.0, 88.0, 89.0]), ("random-filters", [89.5, 87.4, 88.6])):
         for seed, acc in enumerate(accs):
@@ -75,10 +75,12 @@ def test_control_verdict_is_paired_by_seed():
     assert r.n == 3 and r["diff"] == pytest.approx(0.5) and r.verdict == "criterion better" and r.low > 0
     from rethink.findings import findings_table
     t = findings_table(pd.DataFrame(columns=["method", "verdict", "model", "n", "dataset", "profile", "device"]),
-                       control_rows=cv)
+                       control_rows=cv, book_dir=tmp_path)
     assert t.iloc[-1].verdict == "contradicted" and "vgg16-a: +0.50" in t.iloc[-1].ours  # the criterion's choice adds
-    named = findings_table(pd.DataFrame(columns=t.columns), control_rows=cv.assign(method="thinet", model="vgg16 p=0.5"))
+    named = findings_table(pd.DataFrame(columns=t.columns), control_rows=cv.assign(method="thinet", model="vgg16 p=0.5"),
+                           book_dir=tmp_path)
     assert "thinet vgg16 p=0.5: +0.50" in named.iloc[-1].ours  # a ratio's label does not say whose filters they are
     worse = control_verdicts(pd.DataFrame(rows).assign(best_acc=[90.0, 88.0, 89.0, 91.0, 89.2, 89.9]))
     assert worse.verdict.iloc[0] == "random better"
-    assert findings_table(pd.DataFrame(columns=t.columns), control_rows=worse).iloc[-1].verdict == "supported"
+    assert findings_table(pd.DataFrame(columns=t.columns), control_rows=worse,
+                          book_dir=tmp_path).iloc[-1].verdict == "supported"

@@ -215,7 +215,8 @@ def test_a_wider_interval_is_consistent_with_the_paper_not_a_disagreement():
 
 def _study_record(folder, run_id, seed, result, **extra):
     folder.mkdir(parents=True, exist_ok=True)
-    rec = dict(run_id=run_id, seed=seed, result=result, config=dict(data=dict(dataset="fashion-mnist"), profile="book"),
+    kind = "lottery-ticket" if "lottery" in run_id else "architecture-search"
+    rec = dict(run_id=run_id, kind=kind, seed=seed, result=result, config=dict(data=dict(dataset="fashion-mnist"), profile="book"),
                provenance=dict(device="cpu (x86_64)"), **extra)
     (folder / f"{run_id}.json").write_text(json.dumps(rec))
 
@@ -255,4 +256,13 @@ def test_the_lottery_and_architecture_claims_are_decided_from_their_records(tmp_
         rec = json.loads((arch / f"fashion-mnist-book-archsearch-vgg11-p0.7-s{seed}.json").read_text())
         rec["result"]["pruned (slimming)"]["metrics"] = _metrics(pruned)
         (arch / f"fashion-mnist-book-archsearch-vgg11-p0.7-s{seed}.json").write_text(json.dumps(rec))
+    assert findings_table(pd.DataFrame(), book_dir=tmp_path).iloc[4].verdict == "not supported"
+    # a second setting with one seed so far is shown but does not vote: no "mixed" from too few seeds
+    _study_record(arch.parent.parent / "arch_search" / "records", "fashion-mnist-book-archsearch-vgg16-p0.5-s0", 0,
+                  {"pruned (slimming)": {**design, "metrics": _metrics(91.0)},
+                   "uniform (x0.700)": {**design, "metrics": _metrics(89.0)}})
+    both = findings_table(pd.DataFrame(), book_dir=tmp_path).iloc[4]
+    assert both.verdict == "not supported" and "vgg16-p0.5" in both.ours and "too few for an interval" in both.ours
+    # a record of another kind in the folder is not read as this study's
+    (arch / "fashion-mnist-book-archsearch-notes.json").write_text(json.dumps({"kind": "other", "result": {}}))
     assert findings_table(pd.DataFrame(), book_dir=tmp_path).iloc[4].verdict == "not supported"
