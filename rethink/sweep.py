@@ -913,7 +913,10 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
         summary.pending = [t.label + _how_far(t, cached, left[t.key]) for t in tasks if t.kind == "run"]
         every = {k: m for d in left.values() for k, m in d.items()}  # a control's records serve two runs: once
         minutes, unknown = sum(m for m in every.values() if m is not None), sum(m is None for m in every.values())
-        if tasks:
+        if tasks and grid.kind != "experiment":  # its trainings happen inside the notebook, out of the sweep's sight
+            summary.estimate = ("not estimated: the notebook trains its own models (its records' provenance gives "
+                                "the wall time of the seeds done)")
+        elif tasks:
             summary.estimate = (f"about {minutes / 60:.1f} h of training in all, large models included, judged "
                                 f"from the wall times of the finished runs in {folder} (as they ran: see their "
                                 f"provenance; scratch runs that two methods share count twice)"

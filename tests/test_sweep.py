@@ -267,6 +267,8 @@ def test_a_page_the_book_toc_lacks_is_named_before_it_is_written(tmp_path, monke
     g = write_grid(tmp_path, notebook="toy.ipynb", output_dir="book/runs", name="{tag}", axes=[{"tag": ["a", "b"]}])
     summary = sweep(g, dry_run=True)
     assert summary.not_in_toc == ["book/runs/b"] and "NOT IN _toc.yml: book/runs/b " in str(summary)
+    # a notebook grid trains inside its notebook: no hours are guessed (not "0.0 h")
+    assert summary.estimate.startswith("not estimated")
     # a page already written (its run done, skipped by the sweep) stays out of the book too: still named
     run_b = next(r for r in expand(load_grid(g), cwd=tmp_path)[0] if r.name == "b")
     for path in (run_b.notebook_path, run_b.marker_path):
