@@ -95,13 +95,17 @@ def run_arch_search(cfg: RunConfig, progress: bool = True, resume: bool = True) 
     loaders = (train_loader, test_loader)
     rows = []
     for seed in cfg.seeds:
-        name = f"{cfg.data.dataset}-{cfg.profile}-archsearch-{cfg.arch}-p{cfg.prune.prune_ratio:g}-s{seed}"
-        path = Path(cfg.output_dir) / "records" / f"{name}.json"
+        path = arch_search_record_path(cfg, seed)
         rec = read_record(path) if resume else None
         res = rec["result"] if same_settings(rec, cfg) else _search(cfg, seed, info, loaders, progress, path,
                                                                      fresh=not resume)
         rows += design_rows(res, seed, cfg.data.dataset)
     return rows
+
+
+def arch_search_record_path(cfg: RunConfig, seed: int) -> Path:
+    name = f"{cfg.data.dataset}-{cfg.profile}-archsearch-{cfg.arch}-p{cfg.prune.prune_ratio:g}-s{seed}"
+    return Path(cfg.output_dir) / "records" / f"{name}.json"
 
 
 def design_rows(result: dict, seed: int, dataset: str) -> list[dict]:

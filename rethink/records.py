@@ -106,6 +106,13 @@ def run_time_note(seconds: float, device, what: str) -> str:
     return f"The runs behind this page took **{span}** of wall time on {device_name(device)}: {what}."
 
 
+def records_wall_s(paths) -> float:
+    """The wall time of the runs behind a page: the sum of its records' ``provenance.wall_time_s`` (a page that
+    reuses records written earlier costs what they cost, not the seconds it took to read them); missing or
+    unreadable records count 0."""
+    return sum((read_record(p) or {}).get("provenance", {}).get("wall_time_s", 0.0) for p in paths)
+
+
 def earlier_train_s(metrics) -> float:
     """Seconds that earlier, interrupted attempts spent on trainings that a run then resumed (``metrics`` of
     ``rethink.train.train``, one per training): a run's wall time counts them too."""

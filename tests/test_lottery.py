@@ -82,3 +82,14 @@ def test_a_failed_ticket_is_left_out_of_the_table():
     row = lottery_table(rows).loc[0.1]
     assert row["random-init"] == "89.20 ± 0.28" and row["left out"] == "random-init seed 1: near chance (10.0 %)"
     assert row["winning - random"] == "0.70 ± 0.42" and row["n"] == 3
+
+
+def test_a_page_that_reuses_records_reports_what_they_cost(tmp_path):
+    # the page's time note sums the records' wall times: reading them back must not report "0.0 min"
+    from rethink.records import records_wall_s, run_time_note
+    for i, s in enumerate((1200.0, 1500.5)):
+        (tmp_path / f"r{i}.json").write_text(json.dumps({"provenance": {"wall_time_s": s}}))
+    (tmp_path / "broken.json").write_text("{")
+    seconds = records_wall_s([tmp_path / "r0.json", tmp_path / "r1.json", tmp_path / "broken.json",
+                              tmp_path / "missing.json"])
+    assert seconds == 2700.5 and "**45.0 min**" in run_time_note(seconds, "cpu", "x")
