@@ -165,10 +165,27 @@ def papermill_command(nb, path: Path) -> Optional[str]:
 
 
 def papermill_line(notebook, output, params: dict) -> str:
-    """``papermill NOTEBOOK OUTPUT -p name value ...`` (values as papermill reads them; None left out)."""
+    """``papermill NOTEBOOK OUTPUT -p name value ...`` that a shell passes to papermill as the very values (None left
+    out): ``-p`` for numbers, booleans and strings papermill keeps as they are; ``-r`` (raw) for a string papermill
+    would turn into a number or a boolean; ``-y 'name: [...]'`` for lists and mappings, which ``-p`` would pass as
+    a string."""
     import json
-    args = " ".join(f"-p {k} {v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items() if v is not None)
-    return f"papermill {notebook} {output} {args}".rstrip()
+    import shlex
+
+    from papermill.cli import _resolve_type
+    args = []
+    for k, v in params.items():
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            args.append(f"-p {k} {v}")
+        elif isinstance(v, (int, float)):
+            args.append(f"-p {k} {json.dumps(v)}")
+        elif isinstance(v, str):
+            args.append(f"{'-p' if _resolve_type(v) == v else '-r'} {k} {shlex.quote(v)}")
+        else:
+            args.append(f"-y {shlex.quote(f'{k}: {json.dumps(v)}')}")
+    return f"papermill {notebook} {output} {' '.join(args)}".rstrip()
 
 
 def make_book_page(path: str | Path, title: Optional[str] = None, commands: Optional[list[str]] = None,

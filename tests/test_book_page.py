@@ -96,3 +96,23 @@ def test_a_short_profile_page_says_it_is_not_evidence(tmp_path):
         nbformat.write(nb, str(path))
         make_book_page(path, "A page")
         assert not [c for c in nbformat.read(str(path), as_version=4).cells if "A short run" in c.source]
+
+
+def test_the_rerun_line_gives_papermill_the_very_parameters(tmp_path):
+    # the re-run box's papermill line, split by a shell and parsed by papermill's own command line: every value
+    # arrives as the run had it (a list through -p would arrive as the string "[0, 1, 2]")
+    import shlex
+
+    from click.testing import CliRunner
+    from papermill.cli import papermill
+
+    from rethink.book_page import papermill_line
+    params = dict(dataset="fashion-mnist", seeds=[0, 1, 2], lr=0.1, epochs=30, flag=True, tag="0.5", quote="it's",
+                  mapping={"a": 1}, skipped=None)
+    line = papermill_line(str(_notebook(tmp_path / "in.ipynb")), str(tmp_path / "out.ipynb"), params)
+    args = shlex.split(line)
+    assert args[0] == "papermill"
+    result = CliRunner().invoke(papermill, args[1:] + ["--prepare-only", "-k", "python3", "--language", "python"])
+    assert result.exit_code == 0, result.output
+    got = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4).metadata.papermill.parameters
+    assert got == {k: v for k, v in params.items() if v is not None}
