@@ -119,9 +119,10 @@ def _study_verdict(key: str, paths) -> tuple[str, str]:
             continue
         v = paired_verdict(pd.DataFrame(rows), spec["a"], spec["b"], spec["key"])
         verdicts.append("inconclusive" if v["verdict"] == "undecided" else spec["words"][v["verdict"]])
-        rec = recs[0]
-        where = f"{rec['config']['data']['dataset']}, {rec['config']['profile']} profile, {rec['provenance']['device']}"
-        parts.append(describe(v, spec["what"]).replace("**", "") + f" ({name}; {where})")
+        c = recs[0]["config"]
+        what = f"{c['arch']} at prune_ratio {c['prune']['prune_ratio']:g}"
+        where = f"{c['data']['dataset']}, {c['profile']} profile, {recs[0]['provenance']['device']}"
+        parts.append(f"{what}: " + describe(v, spec["what"]).replace("**", "") + f" ({where})")
     if not parts:
         return "inconclusive", "no record with the comparison yet"
     decided = set(verdicts) - {"inconclusive"}  # a setting with too few seeds so far does not vote

@@ -216,7 +216,10 @@ def test_a_wider_interval_is_consistent_with_the_paper_not_a_disagreement():
 def _study_record(folder, run_id, seed, result, **extra):
     folder.mkdir(parents=True, exist_ok=True)
     kind = "lottery-ticket" if "lottery" in run_id else "architecture-search"
-    rec = dict(run_id=run_id, kind=kind, seed=seed, result=result, config=dict(data=dict(dataset="fashion-mnist"), profile="book"),
+    arch = next(part for part in run_id.split("-") if part.startswith(("resnet", "vgg")))
+    ratio = float(run_id.split(f"{arch}-p")[1].split("-")[0])
+    rec = dict(run_id=run_id, kind=kind, seed=seed, result=result, config=dict(
+                   data=dict(dataset="fashion-mnist"), profile="book", arch=arch, prune=dict(prune_ratio=ratio)),
                provenance=dict(device="cpu (x86_64)"), **extra)
     (folder / f"{run_id}.json").write_text(json.dumps(rec))
 
@@ -248,7 +251,7 @@ def test_the_lottery_and_architecture_claims_are_decided_from_their_records(tmp_
     t = findings_table(pd.DataFrame(), book_dir=tmp_path)
     lot, search = t.iloc[3], t.iloc[4]
     assert lot.verdict == "supported" and "3 seeds" in lot.ours and "fashion-mnist, book profile" in lot.ours
-    assert "+0.03 points" in lot.ours  # (0.1 - 0.1 + 0.1) / 3, lr 0.1 only
+    assert "+0.03 points" in lot.ours and lot.ours.startswith("resnet20 at prune_ratio 0.8: winning ticket")  # (0.1 - 0.1 + 0.1) / 3, lr 0.1 only
     assert search.verdict == "contradicted" and "3 seeds" in search.ours
     assert "left out as failed: pruned (slimming) seed 0: near chance (10.0 %)" in search.ours
     # the uniform design merely on par: the claim (pruned beats uniform) is not supported, not contradicted
@@ -262,7 +265,7 @@ def test_the_lottery_and_architecture_claims_are_decided_from_their_records(tmp_
                   {"pruned (slimming)": {**design, "metrics": _metrics(91.0)},
                    "uniform (x0.700)": {**design, "metrics": _metrics(89.0)}})
     both = findings_table(pd.DataFrame(), book_dir=tmp_path).iloc[4]
-    assert both.verdict == "not supported" and "vgg16-p0.5" in both.ours and "too few for an interval" in both.ours
+    assert both.verdict == "not supported" and "vgg16 at prune_ratio 0.5: " in both.ours and "too few for an interval" in both.ours
     # a record of another kind in the folder is not read as this study's
     (arch / "fashion-mnist-book-archsearch-notes.json").write_text(json.dumps({"kind": "other", "result": {}}))
     assert findings_table(pd.DataFrame(), book_dir=tmp_path).iloc[4].verdict == "not supported"
