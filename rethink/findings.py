@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import n_seeds, pruned_label
+from .report import model_label, n_seeds, pruned_label
 
 # The papers' claims and the evidence the papers give (PAPERS.md); which of our records speak to each.
 CLAIMS = (
@@ -26,7 +26,7 @@ CLAIMS = (
                "methods find",
          evidence="Table 4: Network Slimming on VGG-19, PreResNet-164, DenseNet-40, CIFAR-10/100, and VGG-11 on "
                   "ImageNet; Sparse Structure Selection's ImageNet ResNet-41/32/26, Scratch-B, 1 run (no SFP numbers "
-                  "in PAPERS.md)",
+                  "in our numbers file, rethink/paper_numbers.csv)",
          methods=("slimming", "sfp", "sss")),
     dict(key="unstructured", paper="Liu et al. 2019",
          claim="Unstructured magnitude pruning: scratch training is on par with fine-tuning on CIFAR (and falls "
@@ -64,7 +64,8 @@ def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
     models = len(set(zip(decided.method, decided.model)))  # two methods may reach the same widths (label)
     seeds = f"{int(decided.n.min())}-{int(decided.n.max())}" if decided.n.min() != decided.n.max() else str(
         int(decided.n.min()))
-    ours = (f"{models} pruned model(s), {n} comparisons (Scratch-E/B - fine-tuned, {seeds} seeds each): "
+    names = ", ".join(sorted({pruned_label(m, model) for m, model in zip(decided.method, decided.model)}))
+    ours = (f"{models} pruned model(s) ({names}), {n} comparisons (Scratch-E/B - fine-tuned, {seeds} seeds each): "
             f"{better} scratch better, {n - better - worse} on par, {worse} scratch worse")
     shared = int(decided.shared.fillna(False).astype(bool).sum()) if "shared" in decided else 0
     if shared:
@@ -158,9 +159,11 @@ def _control_row(control_rows: pd.DataFrame | None) -> dict:
 
 
 def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "book",
-                   control_rows: pd.DataFrame | None = None) -> pd.DataFrame:
+                   control_rows: pd.DataFrame | None = None, waiting: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per claim: paper, claim, the paper's evidence, ours (with dataset, profile, seeds) and a verdict;
-    with ``control_rows`` (:func:`rethink.verdict.control_verdicts`), the random-filters control as a last row."""
+    with ``control_rows`` (:func:`rethink.verdict.control_verdicts`), the random-filters control as a last row.
+    ``waiting``: records (method, arch, variant, prune_ratio) of rows not yet re-run on the profile; a claim names
+    those of its methods, so that its verdict is not read as covering them."""
     out = []
     v = verdict_rows if len(verdict_rows) else pd.DataFrame(columns=["method", "verdict", "model", "n", "dataset",
                                                                       "profile", "device"])
@@ -170,6 +173,9 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
         if len(rows):
             ours += "; " + "; ".join(sorted({f"{d}, {p} profile, {dev}" for d, p, dev in
                                             zip(rows.dataset, rows.profile, rows.device)}))
+        pending = _waiting_labels(waiting, c["methods"])
+        if pending:
+            ours += f"; not yet re-run on the {profile} profile, so not counted: {', '.join(pending)}"
         out.append(dict(paper=c["paper"], claim=c["claim"], paper_evidence=c["evidence"], ours=ours, verdict=verdict))
     for s in STUDIES:
         records = sorted(Path(book_dir, s["folder"], "records").glob(s["records"].format(profile=profile)))
@@ -189,6 +195,15 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
     return pd.DataFrame(out)
 
 
+def _waiting_labels(waiting: pd.DataFrame | None, methods) -> list[str]:
+    """The pruned models of ``methods`` among ``waiting``'s records, as the tables name them."""
+    if waiting is None or not len(waiting):
+        return []
+    w = waiting[waiting.method.isin(methods)]
+    return sorted({pruned_label(m, model_label(a, v, r)) for m, a, v, r in
+                   zip(w.method, w.arch, w.variant, w.prune_ratio)})
+
+
 def findings_markdown(table: pd.DataFrame) -> str:
     lines = ["| paper | claim | the paper's evidence | ours | verdict |", "|---|---|---|---|---|"]
     for r in table.itertuples():
@@ -196,10 +211,13 @@ def findings_markdown(table: pd.DataFrame) -> str:
     lines += ["", "Computed from the run records by the results page (`rethink.findings`); a claim about scratch "
                   "training is *supported* when none of its decided comparisons has scratch worse than "
                   "fine-tuning (95 % paired interval below 0), *contradicted* when all do, *mixed* otherwise, "
-                  "and *inconclusive* without a pruned model with two or more seeds. The lottery-ticket row is "
-                  "*supported* when the winning ticket is on par with or worse than a random initialisation at "
-                  "lr 0.1 (paired 95 % interval), the architecture-search row when the slimming-found widths beat "
-                  "the uniform ones (*not supported* when on par); failed runs are left out of both and named. "
+                  "and *inconclusive* without a pruned model with two or more seeds; a claim's verdict covers "
+                  "the pruned models it names, not those still waiting for their re-run. The lottery-ticket row "
+                  "is *supported* when the winning ticket is on par with or worse than a random initialisation at "
+                  "lr 0.1 (paired 95 % interval), *contradicted* when it is better; the architecture-search row is "
+                  "*supported* when the slimming-found widths beat the uniform ones, *not supported* when on par, "
+                  "*contradicted* when worse; failed runs are left out of both and named. The criteria row is "
+                  "*inconclusive* until its chapter is re-run on this profile, then *see chapter*. "
                   "The control row is "
                   "*supported* when no decided pruned model fine-tunes better from the criterion's filters than "
                   "from random filters at the same widths (95 % paired interval above 0), *contradicted* when all "

@@ -129,11 +129,14 @@ def _paired_diff(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> str:
 
 
 def kept_mean_std(runs: pd.DataFrame, metric: str, flag: str = "run_flag") -> str:
-    """mean ± std of the runs whose ``flag`` column is empty (not flagged as failed); when every run is flagged,
+    """mean ± std of the runs whose ``flag`` column is empty (not flagged as failed), with "(2 of 3 seeds)" when
+    some were left out, so that a row's seed count is never read off the wrong cell; when every run is flagged,
     their values marked "(left out)" (shown, not averaged in as a result); "–" without runs."""
     ok = runs[runs[flag].isna()]
-    if len(ok):
+    if len(ok) == len(runs) and len(ok):
         return mean_std(ok[metric])
+    if len(ok):
+        return f"{mean_std(ok[metric])} ({len(ok)} of {len(runs)} seeds)"
     return f"{mean_std(runs[metric])} (left out)" if len(runs) else "–"
 
 

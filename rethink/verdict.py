@@ -310,7 +310,8 @@ def verdict_sentence(table: pd.DataFrame, method: str, source: str) -> str:
                 agree = " We disagree."
             parts[-1] += f" The paper: {paper:+.2f} ({r.paper_dataset}){unchecked}, {r.paper_verdict}.{agree}"
     if "paper_diff" not in table or table["paper_diff"].isna().all():
-        parts.append("The paper has no row for this pruned model, so ours stands alone.")
+        parts.append(("Our file of the paper's numbers (rethink/paper_numbers.csv) has no row for this pruned model, so ours "
+                     "stands without a side-by-side number."))
     parts.append(CLAIMS["unstructured" if method in UNSTRUCTURED else "structured"])
     left = [x for x in table.left_out if x]
     if left:

@@ -77,7 +77,7 @@ def test_seeds_pair_across_uniform_multipliers_and_a_failed_design_is_left_out()
                                   (2, "pruned (slimming)", None, 72, 89.5), (2, "uniform", 0.650, 294, 90.1)]]
     table = arch_table(rows)
     assert list(table.index) == ["pruned (slimming)", "uniform (x0.645-0.650)"]
-    assert table.loc["pruned (slimming)", "best acc"] == "89.00 ± 0.71" and table.loc["pruned (slimming)", "n"] == 3
+    assert table.loc["pruned (slimming)", "best acc"] == "89.00 ± 0.71 (2 of 3 seeds)" and table.loc["pruned (slimming)", "n"] == 3
     assert table.loc["pruned (slimming)", "left out"] == "seed 0: near chance (10.0 %)"
     assert table.loc["uniform (x0.645-0.650)", "params"] == 292 and table.loc["uniform (x0.645-0.650)", "n"] == 3
     v = paired_verdict(pd.DataFrame(rows), "pruned (slimming)", "uniform", "design")
