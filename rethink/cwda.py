@@ -141,3 +141,21 @@ def synthetic_cv(shapes: Iterable[tuple], seed: int = 0) -> pd.DataFrame:
         w = torch.randn(n, d, generator=g, dtype=torch.float64)
         rows.append(dict(n_filters=n, d=d, **{f"cv_{c}": score_cv(fn(w)) for c, fn in CV_CRITERIA.items()}))
     return pd.DataFrame(rows)
+
+
+# A layer's L2 CV within this factor of the i.i.d. prediction counts as concentrating as CWDA predicts; the
+# Gaussian control lands at ~1x, the trained layers of the book's VGG-16 at 1.5-12x.
+CONCENTRATION_FACTOR = 2.0
+
+
+def cwda_parts(layers: pd.DataFrame, alpha: float = 0.05) -> dict:
+    """The parts of CWDA a trained model's conv layers (:func:`layer_table`) can be held to: how many layers keep
+    a zero mean (the t-test does not reject it at ``alpha``), how many concentrate as i.i.d. filters would (L2's
+    CV within :data:`CONCENTRATION_FACTOR` of 1/sqrt(2d)); a part holds in a model when it holds in at least half
+    of its layers.  "Gaussian-alike" is a shape, not a test: the excess kurtosis range is reported."""
+    ratio = layers.cv_l2 / layers.cv_l2_pred
+    n = len(layers)
+    zero, conc = int((layers.t_p >= alpha).sum()), int((ratio <= CONCENTRATION_FACTOR).sum())
+    return dict(layers=n, zero_mean=zero, concentrates=conc, zero_mean_holds=2 * zero >= n,
+                concentration_holds=2 * conc >= n, cv_ratio_median=float(ratio.median()),
+                kurtosis=(float(layers.excess_kurtosis.min()), float(layers.excess_kurtosis.max())))

@@ -46,6 +46,11 @@ STUDIES = (
     dict(paper="Huang et al. 2021", folder="criteria", records="*-{profile}-criteria-*.json",
          claim="L1, L2, geometric-median and Fermat criteria rank the filters of a layer almost identically",
          evidence="Spearman correlations near 1 per layer, VGG-16 and ResNet on CIFAR-10 and ImageNet"),
+    dict(key="cwda", paper="Huang et al. 2021", folder="criteria", records="*-{profile}-weight-distribution-*.json",
+         claim="CWDA: the trained filters of a conv layer are roughly i.i.d. samples of a zero-mean, Gaussian-alike "
+               "distribution (so norm-based scores concentrate as the layer's filters grow)",
+         evidence="Statistical tests on the layers of trained CNNs (zero mean and near-diagonal covariance: our "
+                  "reading, not checked against the paper's text; its exact tests are not known to us)"),
 )
 
 
@@ -131,6 +136,32 @@ def _study_verdict(key: str, paths) -> tuple[str, str]:
     return verdict, "; ".join(parts)
 
 
+def _cwda_verdict(paths) -> tuple[str, str]:
+    """(verdict, ours) of CWDA from the weight-distribution records: supported when both of its testable parts
+    (zero mean, i.i.d. concentration; :func:`rethink.cwda.cwda_parts`) hold in every model, contradicted when
+    neither holds in any, mixed otherwise."""
+    from .cwda import cwda_parts
+    from .records import read_record
+    holds, parts = [], []
+    for p in paths:
+        rec = read_record(p)
+        if not rec or rec.get("kind") != "weight-distribution":
+            continue
+        res, c = rec["results"], rec["config"]
+        cw = cwda_parts(pd.DataFrame(**res["layers"]), res["alpha"])
+        holds += [cw["zero_mean_holds"], cw["concentration_holds"]]
+        parts.append(f"{c['arch']} x{c['width_mult']:g} (seed {rec['seed']}, {cw['layers']} conv layers): zero mean "
+                     f"kept in {cw['zero_mean']} of {cw['layers']} layers (t-test, α = {res['alpha']:g}); L2 scores "
+                     f"concentrate as i.i.d. filters' would in {cw['concentrates']} (median CV {cw['cv_ratio_median']:.2f}x "
+                     f"the i.i.d. value); excess kurtosis {cw['kurtosis'][0]:.2f} to {cw['kurtosis'][1]:.2f} "
+                     f"(heavier tails than a Gaussian) ({c['data']['dataset']}, {c['profile']} profile, "
+                     f"{rec['provenance']['device']})")
+    if not parts:
+        return "inconclusive", "no weight-distribution record yet"
+    verdict = "supported" if all(holds) else "contradicted" if not any(holds) else "mixed"
+    return verdict, "; ".join(parts)
+
+
 CONTROL = dict(paper="control (this project)",
                claim="Which filters a criterion keeps adds nothing once fine-tuned: random filters kept at the same "
                      "widths fine-tune as well as the criterion's (L1-norm's, ThiNet's, channel pruning's)",
@@ -184,6 +215,8 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
                                              "short-profile run)")
         elif s.get("key") in STUDY_VERDICTS:
             verdict, ours = _study_verdict(s["key"], records)
+        elif s.get("key") == "cwda":
+            verdict, ours = _cwda_verdict(records)
         else:
             verdict, ours = "see chapter", f"{len(records)} record(s) on the {profile} profile; see its chapter"
         out.append(dict(paper=s["paper"], claim=s["claim"], paper_evidence=s["evidence"], ours=ours,
@@ -217,7 +250,10 @@ def findings_markdown(table: pd.DataFrame) -> str:
                   "lr 0.1 (paired 95 % interval), *contradicted* when it is better; the architecture-search row is "
                   "*supported* when the slimming-found widths beat the uniform ones, *not supported* when on par, "
                   "*contradicted* when worse; failed runs are left out of both and named. The criteria row is "
-                  "*inconclusive* until its chapter is re-run on this profile, then *see chapter*. "
+                  "*inconclusive* until its chapter is re-run on this profile, then *see chapter*. CWDA is "
+                  "*supported* when its two testable parts, a zero mean and scores that concentrate as i.i.d. "
+                  "filters' would (L2's CV within 2x of 1/√(2d)), each hold in at least half of a model's conv layers, "
+                  "*contradicted* when neither does, *mixed* otherwise. "
                   "The control row is "
                   "*supported* when no decided pruned model fine-tunes better from the criterion's filters than "
                   "from random filters at the same widths (95 % paired interval above 0), *contradicted* when all "

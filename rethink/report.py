@@ -314,7 +314,9 @@ def size_summary(df: pd.DataFrame) -> pd.DataFrame:
                      "unpruned FLOPs (M MACs)": round(r["baseline"]["flops"] / 1e6, 2),
                      **_size_row(pruned_model, r["baseline"], "dense_flops" in r["model"])})
         n = len(per_seed)
+        width = r.get("config", {}).get("width_mult")  # the book's models are narrowed: say by how much
         rows[-1]["source"] = (f"ours: {d['dataset']}, {d['profile']} profile, "
+                              + (f"widths x{width:g}, " if width is not None else "")
                               + (n_seeds(n) if len(sizes) == 1 else
                                  f"mean of {n} seeds' pruned models (found per seed: params "
                                  f"{min(p for p, _ in sizes) / 1e6:.3f}-{max(p for p, _ in sizes) / 1e6:.3f} M)"))

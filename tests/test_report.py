@@ -49,6 +49,10 @@ def test_size_summary_has_one_row_per_pruned_model_and_sparsity_only_for_masks()
     assert t["conv sparsity %"].iloc[0] == 50.0 and pd.isna(t["conv sparsity %"].iloc[1])
     assert t.columns[-1] == "source" and t.source.iloc[0] == "ours: fashion-mnist, quick profile, 1 seed"
     assert size_summary(df[df.regime == "baseline"]).empty
+    # the width multiplier the models were built with is named (the book's are narrowed)
+    narrowed = df.copy()
+    narrowed["record"] = [{**r, "config": {"width_mult": 0.25}} for r in df.record]
+    assert size_summary(narrowed).source.iloc[0] == "ours: fashion-mnist, quick profile, widths x0.25, 1 seed"
     # a method that finds its widths per seed: the mean of the seeds' pruned models, and the source says so
     seeds = [{**_record("fine-tune", "slimming", f, p), "seed": s} for s, f, p in ((0, 400, 3e5), (1, 600, 5e5))]
     for r in seeds:

@@ -177,3 +177,22 @@ def test_layer_table_one_row_per_conv_layer():
     assert (t.d == t.n_filters * 0 + t.d).all() and t.loc[1, "d"] == 9 and t.loc[18, "d"] == 4  # a 1x1 shortcut
     assert t.loc[1, "cv_l2_pred"] == pytest.approx(1 / np.sqrt(18))
     assert len(default_widths("resnet18")) == 17
+
+
+def test_cwda_parts_hold_for_gaussian_filters_and_fail_for_shifted_scaled_ones():
+    model = get_model("resnet18", 10, [4] + [w for s in (4, 8, 8, 8) for _ in range(2) for w in (s, s)], 1)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
+    iid = cwda.cwda_parts(cwda.layer_table(model))
+    assert iid["layers"] == 20 and iid["zero_mean_holds"] and iid["concentration_holds"]
+    with torch.no_grad():  # filters of very different scales, all shifted: neither part holds
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                scales = torch.logspace(-2, 1, m.weight.shape[0]).view(-1, 1, 1, 1)
+                m.weight.copy_(m.weight.abs() * scales + 1.0)
+    off = cwda.cwda_parts(cwda.layer_table(model))
+    assert off["zero_mean"] == 0 and not off["zero_mean_holds"] and not off["concentration_holds"]
+    assert off["cv_ratio_median"] > cwda.CONCENTRATION_FACTOR

@@ -175,6 +175,8 @@ def test_findings_count_methods_of_the_same_widths_apart_and_say_what_they_share
     assert findings_table(v, book_dir=tmp_path).iloc[5].verdict == "inconclusive"
     (folder / "fashion-mnist-book-criteria-similarity-vgg16-s0.json").write_text("{}")
     assert findings_table(v, book_dir=tmp_path).iloc[5].verdict == "see chapter"
+    # the weight-distribution record is read by the CWDA row (an unreadable one is no result)
+    assert findings_table(v, book_dir=tmp_path).iloc[6].verdict == "inconclusive"
 
 
 def test_paired_verdicts_of_the_other_studies():
