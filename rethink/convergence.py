@@ -63,7 +63,9 @@ def convergence_table(records_dir):
         if r is None or r.get("regime") != "convergence":
             continue
         c = r["config"]
-        key = (r["baseline_tag"], c["arch"], c["data"]["dataset"], c["profile"], r["seed"])
+        # one row per check: a search may check the same large model at 30 vs 60 and at 60 vs 120 epochs
+        key = (r["baseline_tag"], c["arch"], c["data"]["dataset"], c["profile"], r["seed"],
+               c["train"]["epochs"] // r["factor"])
         row = rows.setdefault(key, dict(large_model=r["baseline_tag"], arch=c["arch"], dataset=c["data"]["dataset"],
                                         profile=c["profile"], seed=r["seed"], width_mult=c["width_mult"],
                                         train_images=c["data"]["train_subset"],
@@ -80,7 +82,8 @@ def convergence_table(records_dir):
         if col not in df:
             df[col] = float("nan")
     from .report import paper_order
-    df = df.iloc[sorted(range(len(df)), key=lambda i: paper_order("l1-norm", df.arch.iloc[i]))].reset_index(drop=True)
+    df = df.iloc[sorted(range(len(df)), key=lambda i: (paper_order("l1-norm", df.arch.iloc[i]),
+                                                       df.epochs_x1.iloc[i]))].reset_index(drop=True)
     df["gain_x2"] = (df["best_acc_x2"] - df["best_acc_x1"]).round(2)
     df["converged"] = df["gain_x2"].map(lambda g: None if g != g else bool(g <= TOLERANCE))
     return df

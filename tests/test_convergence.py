@@ -64,3 +64,20 @@ def test_cli_converge_needs_no_prune_ratio(tmp_path, fashion_root, capsys, one_t
     assert len(list((tmp_path / "records").glob("*convergence*vgg11-x[12]-s0.json"))) == 2
     table = (tmp_path / "table.md").read_text()
     assert "| unpruned | vgg11 | x0.125 | 64 | 0 | 1 |" in table and "smoke profile" in table
+
+
+def test_convergence_table_keeps_two_checks_of_one_large_model_apart(tmp_path):
+    # a search checks SFP's ResNet-56 at 30 vs 60 epochs, then at 60 vs 120: two rows, not one merged
+    def record(epochs, factor, acc):
+        return dict(regime="convergence", factor=factor, seed=0, baseline_tag="sfp-p0.3",
+                    config=dict(arch="resnet56", profile="book", width_mult=0.5,
+                                data=dict(dataset="fashion-mnist", train_subset=10000),
+                                train=dict(epochs=epochs, warmup_epochs=0)),
+                    metrics=dict(epochs=epochs, best_acc=acc, train_time_s=1.0),
+                    provenance=dict(device="cpu", wall_time_s=1.0))
+    for name, (epochs, factor, acc) in {"a-x1-e30": (30, 1, 85.47), "a-x2-e30": (60, 2, 89.25),
+                                        "a-x1-e60": (60, 1, 89.25), "a-x2-e60": (120, 2, 90.58)}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(record(epochs, factor, acc)))
+    table = convergence_table(tmp_path).sort_values("epochs_x1")
+    assert list(table.epochs_x1) == [30, 60] and list(table.epochs_x2) == [60, 120]
+    assert list(table.gain_x2) == [3.78, 1.33] and list(table.converged) == [False, False]
