@@ -3,7 +3,8 @@
 
 The scratch-vs-fine-tune claims are decided from :func:`rethink.verdict.verdicts` (paired 95 % intervals per
 pruned model); the lottery-ticket and architecture-search claims from their records' paired comparison
-(:func:`rethink.verdict.paired_verdict`); the criteria claim reports whether records of the profile exist yet.
+(:func:`rethink.verdict.paired_verdict`); the criteria claim from the per-layer rank correlations of its records,
+CWDA from the per-layer tests of the weight-distribution records.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ STUDIES = (
                "narrowed network of the same FLOPs",
          evidence="Network Slimming on VGG-19 / PreResNet / DenseNet, CIFAR"),
     # the criteria folder also holds the weight-distribution records, which test a premise, not this claim
-    dict(paper="Huang et al. 2021", folder="criteria", records="*-{profile}-criteria-*.json",
+    dict(key="criteria", paper="Huang et al. 2021", folder="criteria", records="*-{profile}-criteria-*.json",
          claim="L1, L2, geometric-median and Fermat criteria rank the filters of a layer almost identically",
          evidence="Spearman correlations near 1 per layer, VGG-16 and ResNet on CIFAR-10 and ImageNet"),
     dict(key="cwda", paper="Huang et al. 2021", folder="criteria", records="*-{profile}-weight-distribution-*.json",
@@ -136,6 +137,36 @@ def _study_verdict(key: str, paths) -> tuple[str, str]:
     return verdict, "; ".join(parts)
 
 
+def _criteria_verdict(paths) -> tuple[str, str]:
+    """(verdict, ours) of the criteria-similarity claim from its records: per model, the median Spearman over its
+    conv layers of each pair of L1, L2, GM and Fermat (:func:`rethink.similarity.norm_pair_agreement`); supported
+    when every pair of every model reaches "near-identical", contradicted when none does, mixed otherwise."""
+    from .records import read_record
+    from .similarity import NEAR_IDENTICAL, norm_pair_agreement
+    near, parts = [], []
+    for p in paths:
+        rec = read_record(p)
+        if not rec or rec.get("kind") != "criteria-similarity" or "layer_spearman" not in rec.get("results", {}):
+            continue
+        c = rec["config"]
+        agree = norm_pair_agreement(pd.DataFrame(**rec["results"]["layer_spearman"]))
+        if agree.empty:
+            continue
+        near += list(agree.near_identical)
+        low = agree.loc[agree["median"].idxmin()]
+        worst = agree.loc[agree.lowest.idxmin()]
+        seeds = c.get("seeds") or [rec["seed"]]
+        parts.append(f"{c['arch']} x{c['width_mult']:g} ({n_seeds(len(seeds))}): {int(agree.near_identical.sum())} of "
+                     f"{len(agree)} pairs with a median Spearman over the conv layers ≥ {NEAR_IDENTICAL:g} (lowest "
+                     f"median {low['median']:.3f}, {low.pair}; lowest single layer {worst.lowest:.3f}, {worst.pair} "
+                     f"in conv {worst.lowest_layer}) ({c['data']['dataset']}, {c['profile']} profile, "
+                     f"{rec['provenance']['device']})")
+    if not parts:
+        return "inconclusive", "no criteria-similarity record with per-layer correlations yet"
+    verdict = "supported" if all(near) else "contradicted" if not any(near) else "mixed"
+    return verdict, "; ".join(parts)
+
+
 def _cwda_verdict(paths) -> tuple[str, str]:
     """(verdict, ours) of CWDA from the weight-distribution records: supported when both of its testable parts
     (zero mean, i.i.d. concentration; :func:`rethink.cwda.cwda_parts`) hold in every model, contradicted when
@@ -215,10 +246,10 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
                                              "short-profile run)")
         elif s.get("key") in STUDY_VERDICTS:
             verdict, ours = _study_verdict(s["key"], records)
-        elif s.get("key") == "cwda":
+        elif s["key"] == "cwda":
             verdict, ours = _cwda_verdict(records)
         else:
-            verdict, ours = "see chapter", f"{len(records)} record(s) on the {profile} profile; see its chapter"
+            verdict, ours = _criteria_verdict(records)
         out.append(dict(paper=s["paper"], claim=s["claim"], paper_evidence=s["evidence"], ours=ours,
                         verdict=verdict))
     if control_rows is not None:
@@ -250,7 +281,8 @@ def findings_markdown(table: pd.DataFrame) -> str:
                   "lr 0.1 (paired 95 % interval), *contradicted* when it is better; the architecture-search row is "
                   "*supported* when the slimming-found widths beat the uniform ones, *not supported* when on par, "
                   "*contradicted* when worse; failed runs are left out of both and named. The criteria row is "
-                  "*inconclusive* until its chapter is re-run on this profile, then *see chapter*. CWDA is "
+                  "*supported* when every pair of L1, L2, GM and Fermat has a median Spearman correlation over a "
+                  "model's conv layers of 0.9 or more, *contradicted* when no pair has, *mixed* otherwise. CWDA is "
                   "*supported* when its two testable parts, a zero mean and scores that concentrate as i.i.d. "
                   "filters' would (L2's CV within 2x of 1/√(2d)), each hold in at least half of a model's conv layers, "
                   "*contradicted* when neither does, *mixed* otherwise. "

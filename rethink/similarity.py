@@ -178,3 +178,21 @@ def correlation_range(scores: dict, a: str, b: str, method: str = "spearman") ->
     """(min, median, max) over layers of the rank correlation between criteria ``a`` and ``b``."""
     v = np.array([rank_correlation(scores[a][lid], scores[b][lid], method) for lid in layer_ids(scores)])
     return float(v.min()), float(np.median(v)), float(v.max())
+
+
+NORM_CRITERIA = ("L1", "L2", "GM", "Fermat")  # the criteria whose similarity Huang et al. claim
+NEAR_IDENTICAL = 0.9  # a pair "ranks almost identically" when its median Spearman over the conv layers reaches it
+
+
+def norm_pair_agreement(layer_spearman: pd.DataFrame) -> pd.DataFrame:
+    """One row per pair of :data:`NORM_CRITERIA` among the columns ("L1–L2", ...) of a per-layer Spearman table:
+    the median, lowest and highest correlation over the layers, and whether the median reaches
+    :data:`NEAR_IDENTICAL`.  Pairs with a data-driven criterion (Taylor, BN |γ|) are not part of the claim."""
+    rows = []
+    for col in layer_spearman.columns:
+        a, _, b = str(col).partition("–")
+        if a in NORM_CRITERIA and b in NORM_CRITERIA:
+            s = layer_spearman[col].dropna()
+            rows.append(dict(pair=col, median=float(s.median()), lowest=float(s.min()), highest=float(s.max()),
+                             lowest_layer=s.idxmin(), near_identical=bool(s.median() >= NEAR_IDENTICAL)))
+    return pd.DataFrame(rows, columns=["pair", "median", "lowest", "highest", "lowest_layer", "near_identical"])

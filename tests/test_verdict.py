@@ -173,8 +173,8 @@ def test_findings_count_methods_of_the_same_widths_apart_and_say_what_they_share
     folder.mkdir(parents=True)
     (folder / "fashion-mnist-book-weight-distribution-vgg16-s0.json").write_text("{}")
     assert findings_table(v, book_dir=tmp_path).iloc[5].verdict == "inconclusive"
-    (folder / "fashion-mnist-book-criteria-similarity-vgg16-s0.json").write_text("{}")
-    assert findings_table(v, book_dir=tmp_path).iloc[5].verdict == "see chapter"
+    (folder / "fashion-mnist-book-criteria-similarity-vgg16-s0.json").write_text("{}")  # unreadable: no result
+    assert findings_table(v, book_dir=tmp_path).iloc[5].verdict == "inconclusive"
     # the weight-distribution record is read by the CWDA row (an unreadable one is no result)
     assert findings_table(v, book_dir=tmp_path).iloc[6].verdict == "inconclusive"
 
@@ -278,3 +278,30 @@ def test_the_lottery_and_architecture_claims_are_decided_from_their_records(tmp_
     # a record of another kind in the folder is not read as this study's
     (arch / "fashion-mnist-book-archsearch-notes.json").write_text(json.dumps({"kind": "other", "result": {}}))
     assert findings_table(pd.DataFrame(), book_dir=tmp_path).iloc[4].verdict == "not supported"
+
+
+def test_the_criteria_claim_is_decided_from_the_per_layer_rank_correlations(tmp_path):
+    from rethink.findings import findings_table
+    from rethink.records import write_record
+    from rethink.similarity import norm_pair_agreement
+    pairs = ["L1–L2", "L1–GM", "L2–GM", "L2–Taylor"]
+    def record(arch, columns):  # per-layer Spearman of 3 conv layers, as the notebook writes it
+        layers = pd.DataFrame(columns, index=[1, 2, 3], columns=pairs)
+        return dict(kind="criteria-similarity", seed=0, run_id=f"fashion-mnist-book-criteria-similarity-{arch}-s0",
+                    config=dict(arch=arch, width_mult=0.5, seeds=[0, 1, 2], profile="book",
+                                data=dict(dataset="fashion-mnist")),
+                    provenance=dict(device="cpu"), results=dict(layer_spearman=layers.to_dict(orient="split")))
+    near = [[0.99, 0.97, 0.98, 0.2], [0.95, 0.93, 0.96, 0.3], [0.97, 0.40, 0.99, 0.1]]
+    agree = norm_pair_agreement(pd.DataFrame(near, index=[1, 2, 3], columns=pairs))
+    assert list(agree.pair) == ["L1–L2", "L1–GM", "L2–GM"]  # Taylor is not one of the paper's criteria
+    assert list(agree.near_identical) == [True, True, True] and agree.lowest.min() == 0.40
+    assert agree.set_index("pair").loc["L1–GM", "lowest_layer"] == 3
+    folder = tmp_path / "criteria" / "records"
+    write_record(record("vgg16", near), folder / "fashion-mnist-book-criteria-similarity-vgg16-s0.json")
+    empty = pd.DataFrame(columns=["method", "verdict", "model", "n", "dataset", "profile", "device"])
+    row = findings_table(empty, book_dir=tmp_path).iloc[5]
+    assert row.verdict == "supported" and "vgg16 x0.5 (3 seeds): 3 of 3 pairs" in row.ours
+    assert "lowest single layer 0.400, L1–GM in conv 3" in row.ours
+    far = [[0.5, 0.6, 0.99, 0.2]] * 3  # L2 and GM agree, L1 does not: mixed
+    write_record(record("resnet18", far), folder / "fashion-mnist-book-criteria-similarity-resnet18-s0.json")
+    assert findings_table(empty, book_dir=tmp_path).iloc[5].verdict == "mixed"
