@@ -89,6 +89,18 @@ def convergence_table(records_dir):
     return df
 
 
+def convergence_of(config: dict, table) -> dict | None:
+    """The row of ``table`` (:func:`convergence_table`) that checked the large model a record's ``config`` trained
+    (the same method's large model, arch, dataset, profile and epochs), or None where none did."""
+    if table is None or table.empty:
+        return None
+    cfg = RunConfig.from_dict(config)
+    match = table[(table.large_model == baseline_tag(cfg)) & (table.arch == cfg.arch) &
+                  (table.dataset == cfg.data.dataset) & (table.profile == cfg.profile) &
+                  (table.epochs_x1 == cfg.train.epochs)]
+    return match.iloc[0].to_dict() if len(match) else None
+
+
 def convergence_markdown(table, records_dir="book/convergence/records") -> str:
     """``convergence_table`` as the markdown the protocol page includes, with what the runs were."""
     if table.empty:

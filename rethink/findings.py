@@ -106,9 +106,12 @@ def _study_rows(key: str, rec: dict) -> list[dict]:
     return design_rows(rec["result"], rec["seed"], dataset)
 
 
-def _study_verdict(key: str, paths) -> tuple[str, str]:
+def _study_verdict(key: str, paths, convergence: pd.DataFrame | None = None) -> tuple[str, str]:
     """(verdict, ours) of a study from its records: the paired comparison of :data:`STUDY_VERDICTS` (failed runs
-    left out and named), per setting (the records' names without the seed), with dataset, profile and device."""
+    left out and named), per setting (the records' names without the seed), with dataset, profile and device.
+    A setting whose large model the convergence check (``convergence``) found not converged at its epochs does not
+    vote: its comparison is shown, with why it is not evidence."""
+    from .convergence import convergence_of
     import re
 
     from .records import read_record
@@ -125,11 +128,17 @@ def _study_verdict(key: str, paths) -> tuple[str, str]:
         if not rows:
             continue
         v = paired_verdict(pd.DataFrame(rows), spec["a"], spec["b"], spec["key"])
-        verdicts.append("inconclusive" if v["verdict"] == "undecided" else spec["words"][v["verdict"]])
         c = recs[0]["config"]
+        check = convergence_of(c, convergence)
+        unconverged = check is not None and check["converged"] is False
+        verdicts.append("inconclusive" if v["verdict"] == "undecided" or unconverged else spec["words"][v["verdict"]])
         what = f"{c['arch']} at prune_ratio {c['prune']['prune_ratio']:g}"
         where = f"{c['data']['dataset']}, {c['profile']} profile, {recs[0]['provenance']['device']}"
         parts.append(f"{what}: " + describe(v, spec["what"]).replace("**", "") + f" ({where})")
+        if unconverged:
+            parts[-1] += (f"; not evidence yet: its large model was not converged at {c['train']['epochs']} epochs "
+                          f"({check['gain_x2']:+.2f} points at 2x, protocol page); its re-run on a longer "
+                          "schedule is pending")
     if not parts:
         return "inconclusive", "no record with the comparison yet"
     decided = set(verdicts) - {"inconclusive"}  # a setting with too few seeds so far does not vote
@@ -221,11 +230,18 @@ def _control_row(control_rows: pd.DataFrame | None) -> dict:
 
 
 def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "book",
-                   control_rows: pd.DataFrame | None = None, waiting: pd.DataFrame | None = None) -> pd.DataFrame:
+                   control_rows: pd.DataFrame | None = None, waiting: pd.DataFrame | None = None,
+                   convergence: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per claim: paper, claim, the paper's evidence, ours (with dataset, profile, seeds) and a verdict;
     with ``control_rows`` (:func:`rethink.verdict.control_verdicts`), the random-filters control as a last row.
     ``waiting``: records (method, arch, variant, prune_ratio) of rows not yet re-run on the profile; a claim names
-    those of its methods, so that its verdict is not read as covering them."""
+    those of its methods, so that its verdict is not read as covering them.  ``convergence``: the convergence
+    checks (:func:`rethink.convergence.convergence_table`); None reads them from ``book_dir/convergence``."""
+    if convergence is None:
+        from .convergence import convergence_table
+        checks = [convergence_table(Path(book_dir, "convergence", sub, "records")) for sub in ("", "search")]
+        convergence = pd.concat([t for t in checks if not t.empty], ignore_index=True) if any(
+            not t.empty for t in checks) else pd.DataFrame()
     out = []
     v = verdict_rows if len(verdict_rows) else pd.DataFrame(columns=["method", "verdict", "model", "n", "dataset",
                                                                       "profile", "device"])
@@ -245,7 +261,7 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
             verdict, ours = "inconclusive", (f"not yet re-run on the {profile} profile (its chapter shows an earlier "
                                              "short-profile run)")
         elif s.get("key") in STUDY_VERDICTS:
-            verdict, ours = _study_verdict(s["key"], records)
+            verdict, ours = _study_verdict(s["key"], records, convergence)
         elif s["key"] == "cwda":
             verdict, ours = _cwda_verdict(records)
         else:
@@ -280,7 +296,9 @@ def findings_markdown(table: pd.DataFrame) -> str:
                   "is *supported* when the winning ticket is on par with or worse than a random initialisation at "
                   "lr 0.1 (paired 95 % interval), *contradicted* when it is better; the architecture-search row is "
                   "*supported* when the slimming-found widths beat the uniform ones, *not supported* when on par, "
-                  "*contradicted* when worse; failed runs are left out of both and named. The criteria row is "
+                  "*contradicted* when worse; failed runs are left out of both and named, and a study whose large model "
+                  "failed the convergence check at its epochs is shown but does not vote (*inconclusive* until its "
+                  "re-run). The criteria row is "
                   "*supported* when every pair of L1, L2, GM and Fermat has a median Spearman correlation over a "
                   "model's conv layers of 0.9 or more, *contradicted* when no pair has, *mixed* otherwise. CWDA is "
                   "*supported* when its two testable parts, a zero mean and scores that concentrate as i.i.d. "

@@ -305,3 +305,31 @@ def test_the_criteria_claim_is_decided_from_the_per_layer_rank_correlations(tmp_
     far = [[0.5, 0.6, 0.99, 0.2]] * 3  # L2 and GM agree, L1 does not: mixed
     write_record(record("resnet18", far), folder / "fashion-mnist-book-criteria-similarity-resnet18-s0.json")
     assert findings_table(empty, book_dir=tmp_path).iloc[5].verdict == "mixed"
+
+
+def test_a_study_on_a_large_model_that_had_not_converged_is_shown_but_not_evidence(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from rethink.config import RunConfig
+    from rethink.convergence import convergence_of
+    from rethink.experiment import baseline_tag
+    from rethink.findings import findings_table
+    from rethink.records import read_record
+    folder = tmp_path / "lottery" / "records"
+    folder.mkdir(parents=True)
+    for p in sorted(Path("book/lottery/records").glob("*-book-*.json")):  # the book's lottery records
+        shutil.copy(p, folder)
+    cfg = RunConfig.from_dict(read_record(next(folder.glob("*.json")))["config"])
+    def check(converged):
+        return pd.DataFrame([dict(large_model=baseline_tag(cfg), arch=cfg.arch, dataset=cfg.data.dataset,
+                                  profile=cfg.profile, epochs_x1=cfg.train.epochs, gain_x2=0.4 if converged else 1.2,
+                                  converged=converged)])
+    assert convergence_of(read_record(next(folder.glob("*.json")))["config"], check(True))["gain_x2"] == 0.4
+    assert convergence_of(read_record(next(folder.glob("*.json")))["config"], check(True).assign(epochs_x1=7)) is None
+    empty = pd.DataFrame(columns=["method", "verdict", "model", "n", "dataset", "profile", "device"])
+    decided = findings_table(empty, book_dir=tmp_path, convergence=check(True)).iloc[3]
+    assert decided.verdict in ("supported", "contradicted") and "not evidence" not in decided.ours
+    shown = findings_table(empty, book_dir=tmp_path, convergence=check(False)).iloc[3]
+    assert shown.verdict == "inconclusive" and "winning ticket − random init at lr 0.1" in shown.ours
+    assert f"not converged at {cfg.train.epochs} epochs (+1.20 points at 2x" in shown.ours
