@@ -136,6 +136,49 @@ def set_profile_note(nb) -> None:
     _set_box(nb, PROFILE_MARK, text)
 
 
+CONVERGENCE_MARK = "rethink-convergence-note"
+
+
+def set_convergence_note(nb, book_dir: str | Path) -> None:
+    """A warning box under the title of a page whose runs pruned a large model that the convergence check found
+    not converged at its epochs (``book_dir/convergence``): the page's records are those under its papermill
+    ``output_dir`` with its ``profile`` (and ``arch`` and ``method``, where it sets them).  A re-run of the page on
+    the longer schedule drops the box; none where the page's large models passed or were not checked."""
+    import pandas as pd
+
+    from .convergence import convergence_of, convergence_table
+    from .records import read_record
+    params = nb.metadata.get("papermill", {}).get("parameters", {})
+    out = params.get("output_dir")
+    notes = {}
+    if out and params.get("profile"):
+        checks = [convergence_table(Path(book_dir, "convergence", sub, "records")) for sub in ("", "search")]
+        table = pd.concat([t for t in checks if not t.empty], ignore_index=True) if any(
+            not t.empty for t in checks) else pd.DataFrame()
+        for p in sorted(Path(out, "records").glob("*.json")) if not table.empty else []:
+            rec = read_record(p)
+            c = (rec or {}).get("config", {})
+            # the page's own records: the output folder may hold other rows' (book/runs); a parameter the run did
+            # not set (the notebook's default, e.g. the lottery's arch) does not filter
+            if c.get("profile") != params["profile"] or any(
+                    params.get(k) and v != params[k] for k, v in (("arch", c.get("arch")),
+                                                                  ("method", c.get("prune", {}).get("method")))):
+                continue
+            check = convergence_of(c, table)
+            if check is not None and check["converged"] is False:
+                notes[(check["large_model"], check["arch"], check["epochs_x1"])] = check
+    text = None
+    if notes:
+        what = "; ".join(f"{c['arch']} ({c['large_model']}) at {c['epochs_x1']:.0f} epochs: {c['best_acc_x1']:.2f} %, "
+                         f"{c['best_acc_x2']:.2f} % at {c['epochs_x2']:.0f} ({c['gain_x2']:+.2f} points)"
+                         for c in notes.values())
+        text = (":::{warning} Its large model had not converged\nThe convergence check on the protocol page found "
+                f"the large model of this page's runs not converged: {what}. The page shows its runs as they "
+                "are; the findings on the first page do not count them, and the page is re-run on the longer "
+                "schedule the profile now sets.\n:::")
+    _set_box(nb, CONVERGENCE_MARK, text)
+
+
 def unique_figure_names(nb, page: str) -> None:
     """Prefix every figure label (``mystnb.figure.name``) with the page's name, and references to it in the page's
     markdown: each run page is an execution of the same notebook, and Sphinx wants a label once per book."""
@@ -209,5 +252,7 @@ def make_book_page(path: str | Path, title: Optional[str] = None, commands: Opti
         set_title(nb, title)
     if commands:
         set_rerun_box(nb, commands)
+    if toc is not None:
+        set_convergence_note(nb, Path(toc).resolve().parent / "book")
     set_profile_note(nb)  # after the rerun box: it goes first, right under the title
     atomic_write_bytes(path, nbformat.writes(nb).encode())

@@ -116,3 +116,43 @@ def test_the_rerun_line_gives_papermill_the_very_parameters(tmp_path):
     assert result.exit_code == 0, result.output
     got = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4).metadata.papermill.parameters
     assert got == {k: v for k, v in params.items() if v is not None}
+
+
+def test_a_page_whose_large_model_failed_the_convergence_check_says_so(tmp_path):
+    import dataclasses
+
+    from rethink.book_page import CONVERGENCE_MARK, set_convergence_note
+    from rethink.config import make_config
+    from rethink.experiment import baseline_tag
+    from rethink.records import write_record
+    cfg = make_config(arch="resnet20", method="magnitude", prune_ratio=0.8, dataset="fashion-mnist", profile="book",
+                      device="cpu", epochs=30)
+    # the page's record (a lottery record: its config is what counts), and another arch's beside it
+    out = tmp_path / "lottery"
+    write_record(dict(kind="lottery-ticket", seed=0, config=cfg.to_dict()), out / "records" / "a-s0.json")
+    other = make_config(arch="vgg16", dataset="fashion-mnist", profile="book", device="cpu")
+    write_record(dict(kind="lottery-ticket", seed=0, config=other.to_dict()), out / "records" / "b-s0.json")
+
+    def check(gain):  # the convergence records of the page's large model: 30 epochs vs 60
+        for factor, acc in ((1, 90.0), (2, 90.0 + gain)):
+            c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=30 * factor))
+            write_record(dict(regime="convergence", factor=factor, seed=0, config=c.to_dict(),
+                              baseline_tag=baseline_tag(cfg), metrics=dict(epochs=30 * factor, best_acc=acc),
+                              provenance=dict(device="cpu", wall_time_s=1.0)),
+                         tmp_path / "book" / "convergence" / "records" / f"c-x{factor}.json")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Lottery")]
+    nb.metadata["papermill"] = {"parameters": {"profile": "book", "output_dir": str(out)}}
+    boxes = lambda: [c.source for c in nb.cells if CONVERGENCE_MARK in c.metadata.get("tags", [])]  # noqa: E731
+    set_convergence_note(nb, tmp_path / "book")
+    assert boxes() == []  # not checked: no box
+    check(1.2)
+    set_convergence_note(nb, tmp_path / "book")
+    assert len(boxes()) == 1 and "resnet20 (unpruned) at 30 epochs: 90.00 %, 91.20 % at 60 (+1.20 points)" in boxes()[0]
+    check(0.5)  # converged after all (or re-run): the box goes
+    set_convergence_note(nb, tmp_path / "book")
+    assert boxes() == []
+    nb.metadata["papermill"]["parameters"]["arch"] = "vgg16"  # a page of another arch is not flagged
+    check(1.2)
+    set_convergence_note(nb, tmp_path / "book")
+    assert boxes() == []
