@@ -144,17 +144,13 @@ def set_convergence_note(nb, book_dir: str | Path) -> None:
     not converged at its epochs (``book_dir/convergence``): the page's records are those under its papermill
     ``output_dir`` with its ``profile`` (and ``arch`` and ``method``, where it sets them).  A re-run of the page on
     the longer schedule drops the box; none where the page's large models passed or were not checked."""
-    import pandas as pd
-
-    from .convergence import convergence_of, convergence_table
+    from .convergence import book_checks, convergence_of
     from .records import read_record
     params = nb.metadata.get("papermill", {}).get("parameters", {})
     out = params.get("output_dir")
     notes = {}
     if out and params.get("profile"):
-        checks = [convergence_table(Path(book_dir, "convergence", sub, "records")) for sub in ("", "search")]
-        table = pd.concat([t for t in checks if not t.empty], ignore_index=True) if any(
-            not t.empty for t in checks) else pd.DataFrame()
+        table = book_checks(book_dir)
         for p in sorted(Path(out, "records").glob("*.json")) if not table.empty else []:
             rec = read_record(p)
             c = (rec or {}).get("config", {})

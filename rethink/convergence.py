@@ -89,6 +89,15 @@ def convergence_table(records_dir):
     return df
 
 
+def book_checks(book_dir) -> "pd.DataFrame":
+    """Every convergence check of a book: the profile's (``convergence/records``) and the search's
+    (``convergence/search/records``), one :func:`convergence_table`."""
+    import pandas as pd
+    tables = [t for t in (convergence_table(Path(book_dir, "convergence", *sub, "records"))
+                          for sub in ((), ("search",))) if not t.empty]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
 def convergence_of(config: dict, table) -> dict | None:
     """The row of ``table`` (:func:`convergence_table`) that checked the large model a record's ``config`` trained
     (the same method's large model, arch, dataset, profile and epochs), or None where none did."""

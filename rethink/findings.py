@@ -114,14 +114,11 @@ def _study_verdict(key: str, paths, convergence: pd.DataFrame | None = None) -> 
     from .convergence import convergence_of
     import re
 
-    from .records import read_record
     from .verdict import describe, paired_verdict
     spec = STUDY_VERDICTS[key]
     groups: dict = {}
-    for p in paths:
-        rec = read_record(p)
-        if rec and rec.get("kind") == spec["kind"]:  # an unreadable or foreign file is not a result
-            groups.setdefault(re.sub(r"-s\d+$", "", rec["run_id"]), []).append(rec)
+    for rec in _records_of(paths, spec["kind"]):
+        groups.setdefault(re.sub(r"-s\d+$", "", rec["run_id"]), []).append(rec)
     verdicts, parts = [], []
     for name, recs in groups.items():
         rows = [r for rec in recs for r in _study_rows(key, rec)]
@@ -133,8 +130,7 @@ def _study_verdict(key: str, paths, convergence: pd.DataFrame | None = None) -> 
         unconverged = check is not None and check["converged"] is False
         verdicts.append("inconclusive" if v["verdict"] == "undecided" or unconverged else spec["words"][v["verdict"]])
         what = f"{c['arch']} at prune_ratio {c['prune']['prune_ratio']:g}"
-        where = f"{c['data']['dataset']}, {c['profile']} profile, {recs[0]['provenance']['device']}"
-        parts.append(f"{what}: " + describe(v, spec["what"]).replace("**", "") + f" ({where})")
+        parts.append(f"{what}: " + describe(v, spec["what"]).replace("**", "") + f" ({_where(recs[0])})")
         if unconverged:
             parts[-1] += (f"; not evidence yet: its large model was not converged at {c['train']['epochs']} epochs "
                           f"({check['gain_x2']:+.2f} points at 2x, protocol page); its re-run on a longer "
@@ -146,16 +142,35 @@ def _study_verdict(key: str, paths, convergence: pd.DataFrame | None = None) -> 
     return verdict, "; ".join(parts)
 
 
+def _records_of(paths, kind: str):
+    """The readable records of ``kind`` among ``paths`` (an unreadable or foreign file is not a result)."""
+    from .records import read_record
+    for p in paths:
+        rec = read_record(p)
+        if rec and rec.get("kind") == kind:
+            yield rec
+
+
+def _where(rec: dict) -> str:
+    c = rec["config"]
+    return f"{c['data']['dataset']}, {c['profile']} profile, {rec['provenance']['device']}"
+
+
+def _holds(holds: list, parts: list, none: str) -> tuple[str, str]:
+    """(verdict, ours) of a claim made of parts that each hold or not: all, none, or some."""
+    if not parts:
+        return "inconclusive", none
+    return "supported" if all(holds) else "contradicted" if not any(holds) else "mixed", "; ".join(parts)
+
+
 def _criteria_verdict(paths) -> tuple[str, str]:
     """(verdict, ours) of the criteria-similarity claim from its records: per model, the median Spearman over its
     conv layers of each pair of L1, L2, GM and Fermat (:func:`rethink.similarity.norm_pair_agreement`); supported
     when every pair of every model reaches "near-identical", contradicted when none does, mixed otherwise."""
-    from .records import read_record
     from .similarity import NEAR_IDENTICAL, norm_pair_agreement
     near, parts = [], []
-    for p in paths:
-        rec = read_record(p)
-        if not rec or rec.get("kind") != "criteria-similarity" or "layer_spearman" not in rec.get("results", {}):
+    for rec in _records_of(paths, "criteria-similarity"):
+        if "layer_spearman" not in rec.get("results", {}):
             continue
         c = rec["config"]
         agree = norm_pair_agreement(pd.DataFrame(**rec["results"]["layer_spearman"]))
@@ -168,12 +183,8 @@ def _criteria_verdict(paths) -> tuple[str, str]:
         parts.append(f"{c['arch']} x{c['width_mult']:g} ({n_seeds(len(seeds))}): {int(agree.near_identical.sum())} of "
                      f"{len(agree)} pairs with a median Spearman over the conv layers ≥ {NEAR_IDENTICAL:g} (lowest "
                      f"median {low['median']:.3f}, {low.pair}; lowest single layer {worst.lowest:.3f}, {worst.pair} "
-                     f"in conv {worst.lowest_layer}) ({c['data']['dataset']}, {c['profile']} profile, "
-                     f"{rec['provenance']['device']})")
-    if not parts:
-        return "inconclusive", "no criteria-similarity record with per-layer correlations yet"
-    verdict = "supported" if all(near) else "contradicted" if not any(near) else "mixed"
-    return verdict, "; ".join(parts)
+                     f"in conv {worst.lowest_layer}) ({_where(rec)})")
+    return _holds(near, parts, "no criteria-similarity record with per-layer correlations yet")
 
 
 def _cwda_verdict(paths) -> tuple[str, str]:
@@ -181,12 +192,8 @@ def _cwda_verdict(paths) -> tuple[str, str]:
     (zero mean, i.i.d. concentration; :func:`rethink.cwda.cwda_parts`) hold in every model, contradicted when
     neither holds in any, mixed otherwise."""
     from .cwda import cwda_parts
-    from .records import read_record
     holds, parts = [], []
-    for p in paths:
-        rec = read_record(p)
-        if not rec or rec.get("kind") != "weight-distribution":
-            continue
+    for rec in _records_of(paths, "weight-distribution"):
         res, c = rec["results"], rec["config"]
         cw = cwda_parts(pd.DataFrame(**res["layers"]), res["alpha"])
         holds += [cw["zero_mean_holds"], cw["concentration_holds"]]
@@ -194,12 +201,8 @@ def _cwda_verdict(paths) -> tuple[str, str]:
                      f"kept in {cw['zero_mean']} of {cw['layers']} layers (t-test, α = {res['alpha']:g}); L2 scores "
                      f"concentrate as i.i.d. filters' would in {cw['concentrates']} (median CV {cw['cv_ratio_median']:.2f}x "
                      f"the i.i.d. value); excess kurtosis {cw['kurtosis'][0]:.2f} to {cw['kurtosis'][1]:.2f} "
-                     f"(heavier tails than a Gaussian) ({c['data']['dataset']}, {c['profile']} profile, "
-                     f"{rec['provenance']['device']})")
-    if not parts:
-        return "inconclusive", "no weight-distribution record yet"
-    verdict = "supported" if all(holds) else "contradicted" if not any(holds) else "mixed"
-    return verdict, "; ".join(parts)
+                     f"(heavier tails than a Gaussian) ({_where(rec)})")
+    return _holds(holds, parts, "no weight-distribution record yet")
 
 
 CONTROL = dict(paper="control (this project)",
@@ -238,10 +241,8 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
     those of its methods, so that its verdict is not read as covering them.  ``convergence``: the convergence
     checks (:func:`rethink.convergence.convergence_table`); None reads them from ``book_dir/convergence``."""
     if convergence is None:
-        from .convergence import convergence_table
-        checks = [convergence_table(Path(book_dir, "convergence", sub, "records")) for sub in ("", "search")]
-        convergence = pd.concat([t for t in checks if not t.empty], ignore_index=True) if any(
-            not t.empty for t in checks) else pd.DataFrame()
+        from .convergence import book_checks
+        convergence = book_checks(book_dir)
     out = []
     v = verdict_rows if len(verdict_rows) else pd.DataFrame(columns=["method", "verdict", "model", "n", "dataset",
                                                                       "profile", "device"])
