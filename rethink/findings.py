@@ -55,8 +55,24 @@ STUDIES = (
 )
 
 
-def _scratch_verdict(rows: pd.DataFrame) -> tuple[str, str]:
-    """(verdict, our evidence) of a claim "scratch on par or better" over the comparisons in ``rows``."""
+def _scratch_verdict(rows: pd.DataFrame, convergence: pd.DataFrame | None = None) -> tuple[str, str]:
+    """(verdict, our evidence) of a claim "scratch on par or better" over the comparisons in ``rows``; a pruned
+    model whose large model failed the convergence check (``convergence``) at its epochs does not count, and is
+    named."""
+    from .convergence import convergence_of
+    checks = [convergence_of(c, convergence) if isinstance(c, dict) else None
+              for c in (rows.config if "config" in rows else [None] * len(rows))]
+    unconverged = pd.Series([c is not None and c["converged"] is False for c in checks], index=rows.index,
+                            dtype=bool)
+    verdict, ours = _scratch_words(rows[~unconverged])
+    if unconverged.any():
+        names = sorted({pruned_label(m, model) for m, model in zip(rows[unconverged].method,
+                                                                    rows[unconverged].model)})
+        ours += f"; not counted, their large model not converged at its epochs (protocol page): {', '.join(names)}"
+    return verdict, ours
+
+
+def _scratch_words(rows: pd.DataFrame) -> tuple[str, str]:
     decided = rows[rows.verdict != "undecided"]
     if decided.empty:  # n: the seeds that pair (both regimes, neither flagged); per model, its best comparison
         best = rows.groupby(["method", "model"], sort=False).n.max()
@@ -248,7 +264,7 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
                                                                       "profile", "device"])
     for c in CLAIMS:
         rows = v[v.method.isin(c["methods"])]
-        verdict, ours = _scratch_verdict(rows)
+        verdict, ours = _scratch_verdict(rows, convergence)
         if len(rows):
             ours += "; " + "; ".join(sorted({f"{d}, {p} profile, {dev}" for d, p, dev in
                                             zip(rows.dataset, rows.profile, rows.device)}))

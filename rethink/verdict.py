@@ -159,6 +159,8 @@ def verdicts(df: pd.DataFrame, metric: str = "best_acc", confidence: float = 0.9
                              dataset=d["dataset"], profile=d["profile"], device=d["device"],
                              # its scratch runs are another method's (same widths and seeds): not independent
                              shared="shared_from" in other and bool(other.shared_from.loc[kept].notna().any()),
+                             # the settings of the row's runs: which large model they pruned (its convergence)
+                             config=g.record.iloc[0].get("config") if "record" in g else None,
                              **_paper_difference(paper, regime)))
     out = pd.DataFrame(rows)
     for col in ("paper_dataset", "paper_diff", "paper_low", "paper_high", "paper_verdict",

@@ -333,3 +333,19 @@ def test_a_study_on_a_large_model_that_had_not_converged_is_shown_but_not_eviden
     shown = findings_table(empty, book_dir=tmp_path, convergence=check(False)).iloc[3]
     assert shown.verdict == "inconclusive" and "winning ticket − random init at lr 0.1" in shown.ours
     assert f"not converged at {cfg.train.epochs} epochs (+1.20 points at 2x" in shown.ours
+
+
+def test_a_pruned_model_whose_large_model_had_not_converged_does_not_count(tmp_path):
+    from rethink.config import make_config
+    from rethink.experiment import baseline_tag
+    from rethink.findings import findings_table
+    cfg = make_config(arch="vgg16", variant="vgg16-a", dataset="fashion-mnist", profile="book", device="cpu")
+    df = _records({"baseline": [91.0, 89.0, 90.0], "fine-tune": [90.0, 88.0, 89.0],
+                   "scratch-e": [89.5, 88.2, 89.1], "scratch-b": [91.0, 89.1, 89.9]})
+    df["record"] = [{"config": cfg.to_dict()}] * len(df)
+    v = verdicts(df)
+    check = pd.DataFrame([dict(large_model=baseline_tag(cfg), arch="vgg16", dataset="fashion-mnist", profile="book",
+                               epochs_x1=cfg.train.epochs, gain_x2=1.5, converged=False)])
+    row = findings_table(v, book_dir=tmp_path, convergence=check).iloc[0]
+    assert row.verdict == "inconclusive" and "not converged at its epochs (protocol page): vgg16-a" in row.ours
+    assert findings_table(v, book_dir=tmp_path, convergence=check.assign(converged=True)).iloc[0].verdict == "supported"
