@@ -41,7 +41,8 @@ test: $(STAMP)
 # `--restart` redoes one).  CONVERGE_JOBS checks at once, one torch thread each (as the sweep's --jobs 2
 # --threads 1), then the table again from all the records.
 CONVERGE ?= "vgg16" "resnet56" "resnet110" "vgg19" "vgg19-slim --method slimming" "densenet40 --method slimming" \
-            "resnet56 --method sfp --prune-ratio 0.3" "resnet56 --method sss --prune-ratio 0.3"
+            "resnet56 --method sfp --prune-ratio 0.3" "resnet56 --method sss --prune-ratio 0.3" \
+            "resnet20" "vgg11 --method slimming"
 CONVERGE_JOBS ?= 2
 
 convergence: $(STAMP)
