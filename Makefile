@@ -42,7 +42,7 @@ test: $(STAMP)
 # --threads 1), then the table again from all the records.
 CONVERGE ?= "vgg16" "resnet56" "resnet110" "vgg19" "vgg19-slim --method slimming" "densenet40 --method slimming" \
             "resnet56 --method sfp --prune-ratio 0.3" "resnet56 --method sss --prune-ratio 0.3" \
-            "resnet20" "vgg11 --method slimming"
+            "resnet20" "vgg11 --method slimming" "resnet18"
 CONVERGE_JOBS ?= 2
 
 convergence: $(STAMP)

@@ -142,23 +142,28 @@ CONVERGENCE_MARK = "rethink-convergence-note"
 def set_convergence_note(nb, book_dir: str | Path) -> None:
     """A warning box under the title of a page whose runs pruned a large model that the convergence check found
     not converged at its epochs (``book_dir/convergence``): the page's records are those under its papermill
-    ``output_dir`` with its ``profile`` (and ``arch`` and ``method``, where it sets them).  A re-run of the page on
-    the longer schedule drops the box; none where the page's large models passed or were not checked."""
+    ``output_dir`` with its ``profile`` (and ``dataset``, ``arch`` and ``method``, where it sets them), of the
+    notebook's kind where records name one (``notebooks/lottery_ticket.ipynb`` writes ``lottery-ticket``).  A
+    re-run of the page on a longer schedule drops the box; none where the page's large models passed or were not
+    checked."""
     from .convergence import book_checks, convergence_of
     from .records import read_record
-    params = nb.metadata.get("papermill", {}).get("parameters", {})
+    papermill = nb.metadata.get("papermill", {})
+    params = papermill.get("parameters", {})
     out = params.get("output_dir")
+    kind = Path(papermill.get("input_path") or "").stem.replace("_", "-")
     notes = {}
     if out and params.get("profile"):
         table = book_checks(book_dir)
         for p in sorted(Path(out, "records").glob("*.json")) if not table.empty else []:
-            rec = read_record(p)
-            c = (rec or {}).get("config", {})
+            rec = read_record(p) or {}
+            c = rec.get("config", {})
             # the page's own records: the output folder may hold other rows' (book/runs); a parameter the run did
             # not set (the notebook's default, e.g. the lottery's arch) does not filter
-            if c.get("profile") != params["profile"] or any(
-                    params.get(k) and v != params[k] for k, v in (("arch", c.get("arch")),
-                                                                  ("method", c.get("prune", {}).get("method")))):
+            if c.get("profile") != params["profile"] or (rec.get("kind") and rec["kind"] != kind) or any(
+                    params.get(k) and v != params[k] for k, v in (
+                        ("arch", c.get("arch")), ("method", c.get("prune", {}).get("method")),
+                        ("dataset", c.get("data", {}).get("dataset")))):
                 continue
             check = convergence_of(c, table)
             if check is not None and check["converged"] is False:
@@ -170,8 +175,8 @@ def set_convergence_note(nb, book_dir: str | Path) -> None:
                          for c in notes.values())
         text = (":::{warning} Its large model had not converged\nThe convergence check on the protocol page found "
                 f"the large model of this page's runs not converged: {what}. The page shows its runs as they "
-                "are; the findings on the first page do not count them, and the page is re-run on the longer "
-                "schedule the profile now sets.\n:::")
+                "are; the findings on the first page do not count them, and the page is to be re-run on a longer "
+                "schedule.\n:::")
     _set_box(nb, CONVERGENCE_MARK, text)
 
 
@@ -248,7 +253,9 @@ def make_book_page(path: str | Path, title: Optional[str] = None, commands: Opti
         set_title(nb, title)
     if commands:
         set_rerun_box(nb, commands)
-    if toc is not None:
-        set_convergence_note(nb, Path(toc).resolve().parent / "book")
+    # the book's folder: the nearest one above the page with the convergence checks (book/ for book/runs/x.ipynb)
+    book_dir = next((d for d in path.resolve().parents if (d / "convergence").is_dir()), None)
+    if book_dir is not None:
+        set_convergence_note(nb, book_dir)
     set_profile_note(nb)  # after the rerun box: it goes first, right under the title
     atomic_write_bytes(path, nbformat.writes(nb).encode())

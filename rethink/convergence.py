@@ -74,7 +74,8 @@ def convergence_table(records_dir):
         f = r["factor"]
         row[f"epochs_x{f}"] = r["metrics"]["epochs"]
         row[f"best_acc_x{f}"] = r["metrics"]["best_acc"]
-        row[f"time_s_x{f}"] = r["metrics"].get("train_time_s", r["provenance"]["wall_time_s"])
+        time_s = r["metrics"].get("train_time_s")
+        row[f"time_s_x{f}"] = time_s if time_s is not None else r["provenance"].get("wall_time_s")
     df = pd.DataFrame(list(rows.values()))
     if df.empty:
         return df
@@ -100,14 +101,22 @@ def book_checks(book_dir) -> "pd.DataFrame":
 
 def convergence_of(config: dict, table) -> dict | None:
     """The row of ``table`` (:func:`convergence_table`) that checked the large model a record's ``config`` trained
-    (the same method's large model, arch, dataset, profile and epochs), or None where none did."""
+    (the same method's large model, arch, dataset, profile, width, training images and epochs), or None where none
+    did; where two checks match, a failed one.  Its ``converged`` is True, False or None (2x not trained yet)."""
     if table is None or table.empty:
         return None
     cfg = RunConfig.from_dict(config)
+    images = table.train_images.map(lambda v: None if v != v else int(v))  # NaN: all images, as None in a config
     match = table[(table.large_model == baseline_tag(cfg)) & (table.arch == cfg.arch) &
                   (table.dataset == cfg.data.dataset) & (table.profile == cfg.profile) &
+                  (table.width_mult == cfg.width_mult) & (images == cfg.data.train_subset) &
                   (table.epochs_x1 == cfg.train.epochs)]
-    return match.iloc[0].to_dict() if len(match) else None
+    if not len(match):
+        return None
+    rows = [r.to_dict() for _, r in match.iterrows()]
+    for r in rows:
+        r["converged"] = None if r["converged"] is None or r["converged"] != r["converged"] else bool(r["converged"])
+    return next((r for r in rows if r["converged"] is False), rows[0])
 
 
 def convergence_markdown(table, records_dir="book/convergence/records") -> str:

@@ -143,8 +143,8 @@ def synthetic_cv(shapes: Iterable[tuple], seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# A layer's L2 CV within this factor of the i.i.d. prediction counts as concentrating as CWDA predicts; the
-# Gaussian control lands at ~1x, the trained layers of the book's VGG-16 at 1.5-12x.
+# A layer's L2 CV within this factor of the i.i.d. prediction (above or below) counts as concentrating as CWDA
+# predicts; the Gaussian control lands at ~1x, the trained layers of the book's VGG-16 at 1.5-12x.
 CONCENTRATION_FACTOR = 2.0
 
 
@@ -155,7 +155,8 @@ def cwda_parts(layers: pd.DataFrame, alpha: float = 0.05) -> dict:
     of its layers.  "Gaussian-alike" is a shape, not a test: the excess kurtosis range is reported."""
     ratio = layers.cv_l2 / layers.cv_l2_pred
     n = len(layers)
-    zero, conc = int((layers.t_p >= alpha).sum()), int((ratio <= CONCENTRATION_FACTOR).sum())
-    return dict(layers=n, zero_mean=zero, concentrates=conc, zero_mean_holds=2 * zero >= n,
-                concentration_holds=2 * conc >= n, cv_ratio_median=float(ratio.median()),
+    within = (ratio <= CONCENTRATION_FACTOR) & (ratio >= 1 / CONCENTRATION_FACTOR)
+    zero, conc = int((layers.t_p >= alpha).sum()), int(within.sum())
+    return dict(layers=n, zero_mean=zero, concentrates=conc, zero_mean_holds=n > 0 and 2 * zero >= n,
+                concentration_holds=n > 0 and 2 * conc >= n, cv_ratio_median=float(ratio.median()),
                 kurtosis=(float(layers.excess_kurtosis.min()), float(layers.excess_kurtosis.max())))

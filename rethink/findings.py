@@ -127,7 +127,6 @@ def _study_verdict(key: str, paths, convergence: pd.DataFrame | None = None) -> 
     left out and named), per setting (the records' names without the seed), with dataset, profile and device.
     A setting whose large model the convergence check (``convergence``) found not converged at its epochs does not
     vote: its comparison is shown, with why it is not evidence."""
-    from .convergence import convergence_of
     import re
 
     from .verdict import describe, paired_verdict
@@ -142,15 +141,11 @@ def _study_verdict(key: str, paths, convergence: pd.DataFrame | None = None) -> 
             continue
         v = paired_verdict(pd.DataFrame(rows), spec["a"], spec["b"], spec["key"])
         c = recs[0]["config"]
-        check = convergence_of(c, convergence)
-        unconverged = check is not None and check["converged"] is False
+        unconverged = _unconverged(recs[0], convergence)
         verdicts.append("inconclusive" if v["verdict"] == "undecided" or unconverged else spec["words"][v["verdict"]])
         what = f"{c['arch']} at prune_ratio {c['prune']['prune_ratio']:g}"
-        parts.append(f"{what}: " + describe(v, spec["what"]).replace("**", "") + f" ({_where(recs[0])})")
-        if unconverged:
-            parts[-1] += (f"; not evidence yet: its large model was not converged at {c['train']['epochs']} epochs "
-                          f"({check['gain_x2']:+.2f} points at 2x, protocol page); its re-run on a longer "
-                          "schedule is pending")
+        parts.append(f"{what}: " + describe(v, spec["what"]).replace("**", "") + f" ({_where(recs[0])})"
+                     + (unconverged or ""))
     if not parts:
         return "inconclusive", "no record with the comparison yet"
     decided = set(verdicts) - {"inconclusive"}  # a setting with too few seeds so far does not vote
@@ -167,6 +162,17 @@ def _records_of(paths, kind: str):
             yield rec
 
 
+def _unconverged(rec: dict, convergence: pd.DataFrame | None) -> str | None:
+    """Why ``rec`` is not evidence yet, where the convergence check found its large model not converged at its
+    epochs; None where it passed or was not checked."""
+    from .convergence import convergence_of
+    check = convergence_of(rec["config"], convergence)
+    if check is None or check["converged"] is not False:
+        return None
+    return (f"; not evidence yet: its large model was not converged at {check['epochs_x1']:.0f} epochs "
+            f"({check['gain_x2']:+.2f} points at 2x, protocol page); its re-run on a longer schedule is pending")
+
+
 def _where(rec: dict) -> str:
     c = rec["config"]
     return f"{c['data']['dataset']}, {c['profile']} profile, {rec['provenance']['device']}"
@@ -179,7 +185,7 @@ def _holds(holds: list, parts: list, none: str) -> tuple[str, str]:
     return "supported" if all(holds) else "contradicted" if not any(holds) else "mixed", "; ".join(parts)
 
 
-def _criteria_verdict(paths) -> tuple[str, str]:
+def _criteria_verdict(paths, convergence: pd.DataFrame | None = None) -> tuple[str, str]:
     """(verdict, ours) of the criteria-similarity claim from its records: per model, the median Spearman over its
     conv layers of each pair of L1, L2, GM and Fermat (:func:`rethink.similarity.norm_pair_agreement`); supported
     when every pair of every model reaches "near-identical", contradicted when none does, mixed otherwise."""
@@ -192,32 +198,41 @@ def _criteria_verdict(paths) -> tuple[str, str]:
         agree = norm_pair_agreement(pd.DataFrame(**rec["results"]["layer_spearman"]))
         if agree.empty:
             continue
-        near += list(agree.near_identical)
+        unconverged = _unconverged(rec, convergence)
+        near += [] if unconverged else list(agree.near_identical)
         low = agree.loc[agree["median"].idxmin()]
         worst = agree.loc[agree.lowest.idxmin()]
         seeds = c.get("seeds") or [rec["seed"]]
         parts.append(f"{c['arch']} x{c['width_mult']:g} ({n_seeds(len(seeds))}): {int(agree.near_identical.sum())} of "
                      f"{len(agree)} pairs with a median Spearman over the conv layers ≥ {NEAR_IDENTICAL:g} (lowest "
                      f"median {low['median']:.3f}, {low.pair}; lowest single layer {worst.lowest:.3f}, {worst.pair} "
-                     f"in conv {worst.lowest_layer}) ({_where(rec)})")
+                     f"in conv {worst.lowest_layer}) ({_where(rec)})" + (unconverged or ""))
     return _holds(near, parts, "no criteria-similarity record with per-layer correlations yet")
 
 
-def _cwda_verdict(paths) -> tuple[str, str]:
+def _cwda_verdict(paths, convergence: pd.DataFrame | None = None) -> tuple[str, str]:
     """(verdict, ours) of CWDA from the weight-distribution records: supported when both of its testable parts
     (zero mean, i.i.d. concentration; :func:`rethink.cwda.cwda_parts`) hold in every model, contradicted when
     neither holds in any, mixed otherwise."""
     from .cwda import cwda_parts
     holds, parts = [], []
     for rec in _records_of(paths, "weight-distribution"):
-        res, c = rec["results"], rec["config"]
+        res, c = rec.get("results", {}), rec["config"]
+        if "layers" not in res or "alpha" not in res:  # a record of an older format: not a result here
+            continue
         cw = cwda_parts(pd.DataFrame(**res["layers"]), res["alpha"])
-        holds += [cw["zero_mean_holds"], cw["concentration_holds"]]
+        if not cw["layers"]:
+            continue
+        unconverged = _unconverged(rec, convergence)
+        holds += [] if unconverged else [cw["zero_mean_holds"], cw["concentration_holds"]]
+        low, high = cw["kurtosis"]
+        tails = ("heavier tails than a Gaussian" if low > 0 else "lighter tails than a Gaussian" if high < 0
+                 else "tails on both sides of a Gaussian's")
         parts.append(f"{c['arch']} x{c['width_mult']:g} (seed {rec['seed']}, {cw['layers']} conv layers): zero mean "
                      f"kept in {cw['zero_mean']} of {cw['layers']} layers (t-test, α = {res['alpha']:g}); L2 scores "
-                     f"concentrate as i.i.d. filters' would in {cw['concentrates']} (median CV {cw['cv_ratio_median']:.2f}x "
-                     f"the i.i.d. value); excess kurtosis {cw['kurtosis'][0]:.2f} to {cw['kurtosis'][1]:.2f} "
-                     f"(heavier tails than a Gaussian) ({_where(rec)})")
+                     f"concentrate as i.i.d. filters' would in {cw['concentrates']} of {cw['layers']} (median CV "
+                     f"{cw['cv_ratio_median']:.2f}x the i.i.d. value); excess kurtosis {low:.2f} to {high:.2f} "
+                     f"({tails}) ({_where(rec)})" + (unconverged or ""))
     return _holds(holds, parts, "no weight-distribution record yet")
 
 
@@ -280,9 +295,9 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
         elif s.get("key") in STUDY_VERDICTS:
             verdict, ours = _study_verdict(s["key"], records, convergence)
         elif s["key"] == "cwda":
-            verdict, ours = _cwda_verdict(records)
+            verdict, ours = _cwda_verdict(records, convergence)
         else:
-            verdict, ours = _criteria_verdict(records)
+            verdict, ours = _criteria_verdict(records, convergence)
         out.append(dict(paper=s["paper"], claim=s["claim"], paper_evidence=s["evidence"], ours=ours,
                         verdict=verdict))
     if control_rows is not None:
@@ -309,13 +324,13 @@ def findings_markdown(table: pd.DataFrame) -> str:
                   "training is *supported* when none of its decided comparisons has scratch worse than "
                   "fine-tuning (95 % paired interval below 0), *contradicted* when all do, *mixed* otherwise, "
                   "and *inconclusive* without a pruned model with two or more seeds; a claim's verdict covers "
-                  "the pruned models it names, not those still waiting for their re-run. The lottery-ticket row "
+                  "the pruned models it names, not those still waiting for their re-run. Runs whose large model "
+                  "failed the convergence check at its epochs (protocol page) are shown in every row but never "
+                  "counted. The lottery-ticket row "
                   "is *supported* when the winning ticket is on par with or worse than a random initialisation at "
                   "lr 0.1 (paired 95 % interval), *contradicted* when it is better; the architecture-search row is "
                   "*supported* when the slimming-found widths beat the uniform ones, *not supported* when on par, "
-                  "*contradicted* when worse; failed runs are left out of both and named, and a study whose large model "
-                  "failed the convergence check at its epochs is shown but does not vote (*inconclusive* until its "
-                  "re-run). The criteria row is "
+                  "*contradicted* when worse; failed runs are left out of both and named. The criteria row is "
                   "*supported* when every pair of L1, L2, GM and Fermat has a median Spearman correlation over a "
                   "model's conv layers of 0.9 or more, *contradicted* when no pair has, *mixed* otherwise. CWDA is "
                   "*supported* when its two testable parts, a zero mean and scores that concentrate as i.i.d. "

@@ -193,6 +193,8 @@ def norm_pair_agreement(layer_spearman: pd.DataFrame) -> pd.DataFrame:
         a, _, b = str(col).partition("–")
         if a in NORM_CRITERIA and b in NORM_CRITERIA:
             s = layer_spearman[col].dropna()
+            if s.empty:  # no layer with a correlation (e.g. constant scores): no evidence either way
+                continue
             rows.append(dict(pair=col, median=float(s.median()), lowest=float(s.min()), highest=float(s.max()),
                              lowest_layer=s.idxmin(), near_identical=bool(s.median() >= NEAR_IDENTICAL)))
     return pd.DataFrame(rows, columns=["pair", "median", "lowest", "highest", "lowest_layer", "near_identical"])

@@ -142,7 +142,8 @@ def test_a_page_whose_large_model_failed_the_convergence_check_says_so(tmp_path)
                          tmp_path / "book" / "convergence" / "records" / f"c-x{factor}.json")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# Lottery")]
-    nb.metadata["papermill"] = {"parameters": {"profile": "book", "output_dir": str(out)}}
+    nb.metadata["papermill"] = {"parameters": {"profile": "book", "output_dir": str(out)},
+                                "input_path": "notebooks/lottery_ticket.ipynb"}
     boxes = lambda: [c.source for c in nb.cells if CONVERGENCE_MARK in c.metadata.get("tags", [])]  # noqa: E731
     set_convergence_note(nb, tmp_path / "book")
     assert boxes() == []  # not checked: no box
@@ -152,7 +153,22 @@ def test_a_page_whose_large_model_failed_the_convergence_check_says_so(tmp_path)
     check(0.5)  # converged after all (or re-run): the box goes
     set_convergence_note(nb, tmp_path / "book")
     assert boxes() == []
-    nb.metadata["papermill"]["parameters"]["arch"] = "vgg16"  # a page of another arch is not flagged
     check(1.2)
+    nb.metadata["papermill"]["input_path"] = "notebooks/weight_distribution.ipynb"  # another notebook's records
     set_convergence_note(nb, tmp_path / "book")
     assert boxes() == []
+    nb.metadata["papermill"]["input_path"] = "notebooks/lottery_ticket.ipynb"
+    nb.metadata["papermill"]["parameters"]["arch"] = "vgg16"  # a page of another arch is not flagged
+    set_convergence_note(nb, tmp_path / "book")
+    assert boxes() == []
+    (out / "records" / "broken.json").write_text("{")  # an unreadable record is skipped, not a crash
+    del nb.metadata["papermill"]["parameters"]["arch"]
+    set_convergence_note(nb, tmp_path / "book")
+    assert len(boxes()) == 1
+    # the sweep makes pages without a _toc.yml: the book's folder is found above the page all the same
+    page = tmp_path / "book" / "page.ipynb"
+    nb.cells = [c for c in nb.cells if CONVERGENCE_MARK not in c.metadata.get("tags", [])]
+    nbformat.write(nb, str(page))
+    make_book_page(page)
+    nb = nbformat.read(str(page), as_version=4)
+    assert len(boxes()) == 1

@@ -318,19 +318,24 @@ def test_a_study_on_a_large_model_that_had_not_converged_is_shown_but_not_eviden
     from rethink.records import read_record
     folder = tmp_path / "lottery" / "records"
     folder.mkdir(parents=True)
-    for p in sorted(Path("book/lottery/records").glob("*-book-*.json")):  # the book's lottery records
+    book = Path(__file__).resolve().parents[1] / "book"
+    for p in sorted((book / "lottery" / "records").glob("*-book-*.json")):  # the book's lottery records
         shutil.copy(p, folder)
     cfg = RunConfig.from_dict(read_record(next(folder.glob("*.json")))["config"])
     def check(converged):
         return pd.DataFrame([dict(large_model=baseline_tag(cfg), arch=cfg.arch, dataset=cfg.data.dataset,
-                                  profile=cfg.profile, epochs_x1=cfg.train.epochs, gain_x2=0.4 if converged else 1.2,
+                                  profile=cfg.profile, width_mult=cfg.width_mult, train_images=cfg.data.train_subset,
+                                  epochs_x1=cfg.train.epochs, gain_x2=0.4 if converged else 1.2,
                                   converged=converged)])
     assert convergence_of(read_record(next(folder.glob("*.json")))["config"], check(True))["gain_x2"] == 0.4
     assert convergence_of(read_record(next(folder.glob("*.json")))["config"], check(True).assign(epochs_x1=7)) is None
     empty = pd.DataFrame(columns=["method", "verdict", "model", "n", "dataset", "profile", "device"])
     decided = findings_table(empty, book_dir=tmp_path, convergence=check(True)).iloc[3]
     assert decided.verdict in ("supported", "contradicted") and "not evidence" not in decided.ours
-    shown = findings_table(empty, book_dir=tmp_path, convergence=check(False)).iloc[3]
+    incomplete = check(True).assign(converged=None, gain_x2=float("nan"))
+    both = pd.concat([incomplete, check(False)], ignore_index=True)  # a check under way beside a failed one
+    assert findings_table(empty, book_dir=tmp_path, convergence=incomplete).iloc[3].verdict != "inconclusive"
+    shown = findings_table(empty, book_dir=tmp_path, convergence=both).iloc[3]
     assert shown.verdict == "inconclusive" and "winning ticket − random init at lr 0.1" in shown.ours
     assert f"not converged at {cfg.train.epochs} epochs (+1.20 points at 2x" in shown.ours
 
@@ -345,7 +350,10 @@ def test_a_pruned_model_whose_large_model_had_not_converged_does_not_count(tmp_p
     df["record"] = [{"config": cfg.to_dict()}] * len(df)
     v = verdicts(df)
     check = pd.DataFrame([dict(large_model=baseline_tag(cfg), arch="vgg16", dataset="fashion-mnist", profile="book",
+                               width_mult=cfg.width_mult, train_images=cfg.data.train_subset,
                                epochs_x1=cfg.train.epochs, gain_x2=1.5, converged=False)])
+    # another width's check (or training set's) is not this model's
+    assert findings_table(v, book_dir=tmp_path, convergence=check.assign(width_mult=1.0)).iloc[0].verdict == "supported"
     row = findings_table(v, book_dir=tmp_path, convergence=check).iloc[0]
     assert row.verdict == "inconclusive" and "not converged at its epochs (protocol page): vgg16-a" in row.ours
     assert findings_table(v, book_dir=tmp_path, convergence=check.assign(converged=True)).iloc[0].verdict == "supported"
