@@ -146,7 +146,7 @@ def set_convergence_note(nb, book_dir: str | Path) -> None:
     notebook's kind where records name one (``notebooks/lottery_ticket.ipynb`` writes ``lottery-ticket``).  A
     re-run of the page on a longer schedule drops the box; none where the page's large models passed or were not
     checked."""
-    from .convergence import book_checks, convergence_of
+    from .convergence import book_checks, failed_check
     from .records import read_record
     papermill = nb.metadata.get("papermill", {})
     params = papermill.get("parameters", {})
@@ -165,8 +165,8 @@ def set_convergence_note(nb, book_dir: str | Path) -> None:
                         ("arch", c.get("arch")), ("method", c.get("prune", {}).get("method")),
                         ("dataset", c.get("data", {}).get("dataset")))):
                 continue
-            check = convergence_of(c, table)
-            if check is not None and check["converged"] is False:
+            check = failed_check(c, table)
+            if check is not None:
                 notes[(check["large_model"], check["arch"], check["epochs_x1"])] = check
     text = None
     if notes:

@@ -119,6 +119,13 @@ def convergence_of(config: dict, table) -> dict | None:
     return next((r for r in rows if r["converged"] is False), rows[0])
 
 
+def failed_check(config: dict, table) -> dict | None:
+    """The check (:func:`convergence_of`) that found the large model of ``config`` not converged; None where it
+    passed, is still under way or was never run."""
+    check = convergence_of(config, table)
+    return check if check is not None and check["converged"] is False else None
+
+
 def convergence_markdown(table, records_dir="book/convergence/records") -> str:
     """``convergence_table`` as the markdown the protocol page includes, with what the runs were."""
     if table.empty:

@@ -59,11 +59,10 @@ def _scratch_verdict(rows: pd.DataFrame, convergence: pd.DataFrame | None = None
     """(verdict, our evidence) of a claim "scratch on par or better" over the comparisons in ``rows``; a pruned
     model whose large model failed the convergence check (``convergence``) at its epochs does not count, and is
     named."""
-    from .convergence import convergence_of
-    checks = [convergence_of(c, convergence) if isinstance(c, dict) else None
-              for c in (rows.config if "config" in rows else [None] * len(rows))]
-    unconverged = pd.Series([c is not None and c["converged"] is False for c in checks], index=rows.index,
-                            dtype=bool)
+    from .convergence import failed_check
+    configs = rows.config if "config" in rows else [None] * len(rows)
+    unconverged = pd.Series([isinstance(c, dict) and failed_check(c, convergence) is not None for c in configs],
+                            index=rows.index, dtype=bool)
     verdict, ours = _scratch_words(rows[~unconverged])
     if unconverged.any():
         names = sorted({pruned_label(m, model) for m, model in zip(rows[unconverged].method,
@@ -165,9 +164,9 @@ def _records_of(paths, kind: str):
 def _unconverged(rec: dict, convergence: pd.DataFrame | None) -> str | None:
     """Why ``rec`` is not evidence yet, where the convergence check found its large model not converged at its
     epochs; None where it passed or was not checked."""
-    from .convergence import convergence_of
-    check = convergence_of(rec["config"], convergence)
-    if check is None or check["converged"] is not False:
+    from .convergence import failed_check
+    check = failed_check(rec["config"], convergence)
+    if check is None:
         return None
     return (f"; not evidence yet: its large model was not converged at {check['epochs_x1']:.0f} epochs "
             f"({check['gain_x2']:+.2f} points at 2x, protocol page); its re-run on a longer schedule is pending")
