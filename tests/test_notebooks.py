@@ -2,6 +2,7 @@
 book builds with warnings as errors.  Marked slow; CI runs them."""
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -28,6 +29,10 @@ def test_templates_are_stripped_and_parameterised():
             assert name in params, f"{path.name} lacks the common parameter {name!r}"
         for name, p in params.items():
             assert p["help"].strip(), f"{path.name}: parameter {name!r} has no comment for --help-notebook"
+        # papermill skips a line holding two '=' (one in its comment), so that parameter would vanish from the help
+        assigned = {t.id for node in ast.parse(code[0].source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])}
+        assert assigned == set(params), f"{path.name}: --help-notebook misses {sorted(assigned - set(params))}"
 
 
 @pytest.mark.slow
