@@ -92,11 +92,14 @@ def _tagged(cell, tag: str) -> bool:
 def _set_box(nb, tag: str, source: Optional[str]) -> None:
     """Replace the cell tagged ``tag`` (a box this module inserts) by a markdown cell of ``source`` right after the
     title cell; None: remove it only."""
+    old = [c for c in nb.cells if _tagged(c, tag)]
     nb.cells = [c for c in nb.cells if not _tagged(c, tag)]
     if source is None:
         return
     cell = nbformat.v4.new_markdown_cell(source)
     cell.metadata["tags"] = [tag]
+    if old and "id" in old[0]:  # the box keeps its cell id, so re-paging a page changes its diff only where it changed
+        cell["id"] = old[0]["id"]
     first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
     nb.cells.insert(first_md + 1, cell)
 

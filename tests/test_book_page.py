@@ -32,6 +32,18 @@ def test_a_page_gets_its_title_a_rerun_box_and_hidden_code(tmp_path):
     assert tags == [["parameters", "hide-cell"], ["injected-parameters", "hide-cell"], ["hide-input"]]
 
 
+def test_re_paging_an_unchanged_page_leaves_its_file_as_it_was(tmp_path):
+    # a box re-made with a new cell id would show every re-paged notebook as changed in git
+    path = _notebook(tmp_path / "page.ipynb")
+    cmd = ["python -m rethink sweep grids/table1.yaml --only resnet56-a"]
+    make_book_page(path, "Table 1 run: ResNet-56-A", cmd)
+    before = path.read_bytes()
+    make_book_page(path, "Table 1 run: ResNet-56-A", cmd)
+    assert path.read_bytes() == before
+    make_book_page(path, "Table 1 run: ResNet-56-A", ["python -m rethink sweep grids/table1.yaml --only vgg16-a"])
+    assert path.read_bytes() != before  # a changed box is written
+
+
 def test_figure_labels_are_made_unique_per_page(tmp_path):
     # every run page is an execution of the same notebook: its figure labels would clash across the book
     pages = []
