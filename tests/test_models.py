@@ -118,3 +118,21 @@ def test_resnet_refuses_widths_that_break_the_residual_sum():
     widths[2] = 8  # second conv of block 0 must equal the stage width (16)
     with pytest.raises(ValueError, match="residual"):
         get_model("resnet20", widths=widths)
+
+
+def test_channel_selection_keeps_the_layout_and_the_values():
+    # channels_last input: the selection gathers in NHWC and must give index_select's values, gradient and a
+    # channels_last output (an NCHW one sends the BN before it down a slow mixed-layout backward)
+    from rethink.models.selection import ChannelSelection
+    sel = ChannelSelection(7, 3)
+    sel.index = torch.tensor([0, 4, 6])
+    x = torch.randn(2, 7, 5, 5)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xi = x.clone().to(memory_format=fmt).requires_grad_()
+        out = sel(xi)
+        assert torch.equal(out, x.index_select(1, sel.index))
+        assert out.is_contiguous(memory_format=fmt)
+        (out * torch.arange(out.numel()).view_as(out)).sum().backward()
+        grad = torch.zeros_like(x)
+        grad[:, [0, 4, 6]] = torch.arange(out.numel(), dtype=x.dtype).view_as(out)
+        assert torch.equal(xi.grad, grad)

@@ -39,6 +39,11 @@ class ChannelSelection(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.index.numel() == self.n_in:  # sorted, distinct and all of them: the identity
             return x
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            # gather along the innermost (channel) dim of the NHWC storage, so the output stays channels_last:
+            # index_select(1) returns NCHW, and the BN before it then runs its backward on mixed layouts, a slow
+            # path (a pruned DenseNet-40 step took 3.4x the unpruned one's on a CPU; 1.2x with this)
+            return x.permute(0, 2, 3, 1).index_select(3, self.index).permute(0, 3, 1, 2)
         return x.index_select(1, self.index)
 
     def extra_repr(self) -> str:
