@@ -128,6 +128,7 @@ def _study_verdict(key: str, paths, convergence: pd.DataFrame | None = None) -> 
     vote: its comparison is shown, with why it is not evidence."""
     import re
 
+    from .records import newest_settings, settings_change
     from .verdict import describe, paired_verdict
     spec = STUDY_VERDICTS[key]
     groups: dict = {}
@@ -135,6 +136,7 @@ def _study_verdict(key: str, paths, convergence: pd.DataFrame | None = None) -> 
         groups.setdefault(re.sub(r"-s\d+$", "", rec["run_id"]), []).append(rec)
     verdicts, parts = [], []
     for name, recs in groups.items():
+        recs, older = newest_settings(recs)  # a setting re-run seed by seed: its older seeds wait, not pooled
         rows = [r for rec in recs for r in _study_rows(key, rec)]
         if not rows:
             continue
@@ -143,8 +145,10 @@ def _study_verdict(key: str, paths, convergence: pd.DataFrame | None = None) -> 
         unconverged = _unconverged(recs[0], convergence)
         verdicts.append("inconclusive" if v["verdict"] == "undecided" or unconverged else spec["words"][v["verdict"]])
         what = f"{c['arch']} at prune_ratio {c['prune']['prune_ratio']:g}"
+        waiting = (f"; not counted until re-run: seed {', '.join(str(r['seed']) for r in older)} of earlier settings "
+                   f"({settings_change(older[0]['config'], c)})" if older else "")
         parts.append(f"{what}: " + describe(v, spec["what"]).replace("**", "") + f" ({_where(recs[0])})"
-                     + (unconverged or ""))
+                     + (unconverged or "") + waiting)
     if not parts:
         return "inconclusive", "no record with the comparison yet"
     decided = set(verdicts) - {"inconclusive"}  # a setting with too few seeds so far does not vote
@@ -284,7 +288,8 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
                                             zip(rows.dataset, rows.profile, rows.device)}))
         pending = _waiting_labels(waiting, c["methods"])
         if pending:
-            ours += f"; not yet re-run on the {profile} profile, so not counted: {', '.join(pending)}"
+            ours += (f"; not yet re-run on the {profile} profile's current settings, so not counted: "
+                     f"{', '.join(pending)}")
         out.append(dict(paper=c["paper"], claim=c["claim"], paper_evidence=c["evidence"], ours=ours, verdict=verdict))
     for s in STUDIES:
         records = sorted(Path(book_dir, s["folder"], "records").glob(s["records"].format(profile=profile)))
@@ -311,8 +316,15 @@ def _waiting_labels(waiting: pd.DataFrame | None, methods) -> list[str]:
     if waiting is None or not len(waiting):
         return []
     w = waiting[waiting.method.isin(methods)]
-    return sorted({pruned_label(m, model_label(a, v, r)) for m, a, v, r in
-                   zip(w.method, w.arch, w.variant, w.prune_ratio)})
+    labels = {}
+    none = pd.Series([None] * len(w), index=w.index)
+    for m, a, v, r, seed, why in zip(w.method, w.arch, w.variant, w.prune_ratio, w.get("seed", none),
+                                     w.get("why", none)):
+        seeds = labels.setdefault(pruned_label(m, model_label(a, v, r)), set())
+        if isinstance(why, str):  # a row re-run seed by seed: its current seeds count, these wait
+            seeds.add(int(seed))
+    return sorted(k + (f" (seed {', '.join(map(str, sorted(s)))} of earlier settings)" if s else "")
+                  for k, s in labels.items())
 
 
 def findings_markdown(table: pd.DataFrame) -> str:

@@ -126,6 +126,35 @@ def provenance(device, wall_time_s: float) -> dict:
                 finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=platform.node())
 
 
+def settings_key(config: dict) -> str:
+    """What the seeds of one row (or study setting) must share to be pooled: the architecture, the data (not its
+    folder), the schedule, the width and the profile.  Not the seed list, the output folder, the device or the speed
+    settings (shown within noise by the parity benchmark), and not the pruning, which names the row itself."""
+    data = {k: v for k, v in config.get("data", {}).items() if k != "root"}
+    return json.dumps(dict(arch=config.get("arch"), data=data, train=config.get("train"),
+                           profile=config.get("profile"), width_mult=config.get("width_mult")), sort_keys=True)
+
+
+def newest_settings(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(current, older) records of one row: those written under the settings of the most recently finished record,
+    and the rest.  A row re-run under a new schedule (more epochs) replaces its seeds' records one by one; until the
+    last one lands, the older seeds are a different experiment, not more seeds of this one."""
+    if not records:
+        return [], []
+    newest = settings_key(max(records, key=lambda r: r["provenance"].get("finished_at") or "")["config"])
+    return ([r for r in records if settings_key(r["config"]) == newest],
+            [r for r in records if settings_key(r["config"]) != newest])
+
+
+def settings_change(old: dict, new: dict) -> str:
+    """How two records' settings (:func:`settings_key`) differ, e.g. "train.epochs 30, now 60"."""
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            yield from flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    a, b = dict(flat(json.loads(settings_key(old)))), dict(flat(json.loads(settings_key(new))))
+    return "; ".join(f"{k} {a.get(k)}, now {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+
+
 def load_records(paths: Iterable[Path] | Path | str):
     """A DataFrame with one row per record: flat columns for the fields tables need, plus ``record``."""
     import pandas as pd
@@ -150,7 +179,7 @@ def load_records(paths: Iterable[Path] | Path | str):
             # which large model: "unpruned" (plain training) or a method's own training, e.g. "slimming-l1e-05"
             baseline_tag=r.get("baseline_tag", "unpruned"),
             # a scratch run trained once for two methods of the same widths: the run whose training this is
-            shared_from=r.get("shared_from"), record=r))
+            shared_from=r.get("shared_from"), settings=settings_key(c), record=r))
     df = pd.DataFrame(rows)
     df.attrs["unreadable"] = unreadable
     if unreadable:

@@ -94,6 +94,24 @@ def groups_in_paper_order(df: pd.DataFrame, keys: list) -> list:
                                                      dg[0]["prune_ratio"]))
 
 
+def split_superseded(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(current, superseded) records of ``df`` (:func:`rethink.records.load_records`): per row (all its regimes:
+    they pair by seed), those of the newest settings and those of earlier ones
+    (:func:`rethink.records.newest_settings`), with a ``why`` column that says what changed.  A row is re-run seed
+    by seed; its older seeds are not pooled with the new."""
+    from .records import newest_settings, settings_change
+    if df.empty:
+        return df, df.assign(why=pd.Series(dtype=str))
+    why = {}
+    keys = ["method", "arch", "variant", "prune_ratio", "dataset", "profile"]
+    for _, g in df.groupby(keys, dropna=False, sort=False):
+        current, older = newest_settings(list(g.record))
+        why.update({r["run_id"]: "earlier settings: " + settings_change(r["config"], current[0]["config"])
+                    for r in older})
+    old = df.run_id.isin(why)
+    return df[~old], df[old].assign(why=df.run_id[old].map(why))
+
+
 def sources(df: pd.DataFrame) -> str:
     """Our runs' dataset, profile and device, each combination once: "fashion-mnist, book profile, cpu (...)"."""
     return "; ".join(sorted({f"{d}, {p} profile, {dev}" for d, p, dev in zip(df.dataset, df.profile, df.device)}))

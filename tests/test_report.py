@@ -157,3 +157,29 @@ def test_a_row_still_running_pairs_its_differences_and_counts_seeds_per_regime()
     assert r["runs"] == "fine-tuned 2, Scratch-E 1, Scratch-B 1"
     done = pd.concat([df, pd.DataFrame([row("scratch-e", 1, 91.0), row("scratch-b", 1, 91.0)])])
     assert result_table(done, paper=False).iloc[0]["runs"] == 2
+
+
+def test_seeds_of_earlier_settings_wait_for_their_re_run_and_are_not_pooled(tmp_path):
+    from rethink.records import load_records, write_record
+    from rethink.report import split_superseded
+
+    def rec(regime, seed, epochs, acc, finished):
+        config = dict(arch="densenet40", profile="book", width_mult=0.5, seeds=[seed], output_dir="book/runs",
+                      data=dict(dataset="fashion-mnist", train_subset=10000, root="/somewhere"),
+                      train=dict(epochs=epochs, lr=0.1), prune=dict(method="slimming", variant=None, prune_ratio=0.4))
+        run_id = f"fashion-mnist-book-slimming-densenet40-p0.4-{regime}-s{seed}"
+        write_record(dict(run_id=run_id, format=2, regime=regime, seed=seed, config=config,
+                          metrics=dict(best_acc=acc, final_acc=acc, epochs=epochs),
+                          model=dict(params=1, flops=1, widths=[1]),
+                          provenance=dict(device="cpu", wall_time_s=1.0, finished_at=finished)),
+                     tmp_path / f"{run_id}.json")
+    rec("fine-tune", 0, 60, 91.0, "2026-12-02T00:00:00+00:00")  # re-run on the longer schedule
+    rec("fine-tune", 1, 30, 89.0, "2026-11-30T00:00:00+00:00")
+    rec("fine-tune", 2, 30, 89.5, "2026-11-30T01:00:00+00:00")
+    rec("scratch-e", 1, 30, 88.0, "2026-11-30T02:00:00+00:00")  # the row's regimes pair by seed: judged together
+    rec("scratch-e", 0, 60, 90.0, "2026-12-01T12:00:00+00:00")
+    current, old = split_superseded(load_records(tmp_path))
+    assert sorted(zip(current.regime, current.seed)) == [("fine-tune", 0), ("scratch-e", 0)]
+    assert sorted(old.seed) == [1, 1, 2] and set(old.why) == {"earlier settings: train.epochs 30, now 60"}
+    same, none = split_superseded(current)
+    assert len(same) == 2 and none.empty and "why" in none

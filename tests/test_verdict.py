@@ -146,7 +146,7 @@ def test_findings_are_computed_from_the_verdicts(tmp_path):
     waiting = pd.DataFrame(dict(method=["l1-norm", "sfp"], arch=["resnet110", "resnet56"],
                                 variant=["resnet110-a", None], prune_ratio=[None, 0.3]))
     t = findings_table(verdicts(better), book_dir=tmp_path, waiting=waiting)
-    assert t.iloc[0].ours.endswith("not yet re-run on the book profile, so not counted: resnet110-a")
+    assert t.iloc[0].ours.endswith("not yet re-run on the book profile's current settings, so not counted: resnet110-a")
     assert t.iloc[0].verdict == "supported" and "sfp resnet56 p=0.3" in t.iloc[1].ours
     # the other studies: whether their chapter has records of the profile
     (tmp_path / "lottery" / "records").mkdir(parents=True)
@@ -222,14 +222,15 @@ def test_a_wider_interval_is_consistent_with_the_paper_not_a_disagreement():
     assert w.consistent == False and "We disagree" in verdict_sentence(verdicts(worse), "l1-norm", "book")  # noqa: E712
 
 
-def _study_record(folder, run_id, seed, result, **extra):
+def _study_record(folder, run_id, seed, result, epochs=30, finished_at="2026-12-01T00:00:00+00:00", **extra):
     folder.mkdir(parents=True, exist_ok=True)
     kind = "lottery-ticket" if "lottery" in run_id else "architecture-search"
     arch = next(part for part in run_id.split("-") if part.startswith(("resnet", "vgg")))
     ratio = float(run_id.split(f"{arch}-p")[1].split("-")[0])
     rec = dict(run_id=run_id, kind=kind, seed=seed, result=result, config=dict(
-                   data=dict(dataset="fashion-mnist"), profile="book", arch=arch, prune=dict(prune_ratio=ratio)),
-               provenance=dict(device="cpu (x86_64)"), **extra)
+                   data=dict(dataset="fashion-mnist"), profile="book", arch=arch, prune=dict(prune_ratio=ratio),
+                   train=dict(epochs=epochs)),
+               provenance=dict(device="cpu (x86_64)", finished_at=finished_at), **extra)
     (folder / f"{run_id}.json").write_text(json.dumps(rec))
 
 
@@ -263,6 +264,14 @@ def test_the_lottery_and_architecture_claims_are_decided_from_their_records(tmp_
     assert "+0.03 points" in lot.ours and lot.ours.startswith("resnet20 at prune_ratio 0.8: winning ticket")  # (0.1 - 0.1 + 0.1) / 3, lr 0.1 only
     assert search.verdict == "contradicted" and "3 seeds" in search.ours
     assert "left out as failed: pruned (slimming) seed 0: near chance (10.0 %)" in search.ours
+    # a setting re-run seed by seed on a longer schedule: its one new seed is not pooled with the two older ones
+    _study_record(lottery, "fashion-mnist-book-lottery-resnet20-p0.8-r2-lr0.1-s0", 0,
+                  {"dense": _metrics(91.5), "winning-ticket": _metrics(91.8), "random-init": _metrics(90.8),
+                   "winning-ticket_sparsity": 0.8, "random-init_sparsity": 0.8},
+                  epochs=60, finished_at="2026-12-02T00:00:00+00:00", lr=0.1)
+    rerun = findings_table(pd.DataFrame(), book_dir=tmp_path).iloc[3]
+    assert rerun.verdict == "inconclusive" and "1 seed" in rerun.ours and "+1.00" in rerun.ours
+    assert "not counted until re-run: seed 1, 2 of earlier settings (train.epochs 30, now 60)" in rerun.ours
     # the uniform design merely on par: the claim (pruned beats uniform) is not supported, not contradicted
     for seed, pruned in ((1, 90.1), (2, 89.9), (3, 90.0)):
         rec = json.loads((arch / f"fashion-mnist-book-archsearch-vgg11-p0.7-s{seed}.json").read_text())
@@ -319,8 +328,15 @@ def test_a_study_on_a_large_model_that_had_not_converged_is_shown_but_not_eviden
     folder = tmp_path / "lottery" / "records"
     folder.mkdir(parents=True)
     book = Path(__file__).resolve().parents[1] / "book"
-    for p in sorted((book / "lottery" / "records").glob("*-book-*.json")):  # the book's lottery records
-        shutil.copy(p, folder)
+    # the book's lottery records at lr 0.1 of one setting (mid-way through a re-run they hold two)
+    from collections import Counter
+
+    from rethink.records import settings_key
+    book_recs = [p for p in sorted((book / "lottery" / "records").glob("*-book-*-lr0.1-*.json"))]
+    common = Counter(settings_key(read_record(p)["config"]) for p in book_recs).most_common(1)[0][0]
+    for p in book_recs:
+        if settings_key(read_record(p)["config"]) == common:
+            shutil.copy(p, folder)
     cfg = RunConfig.from_dict(read_record(next(folder.glob("*.json")))["config"])
     def check(converged):
         return pd.DataFrame([dict(large_model=baseline_tag(cfg), arch=cfg.arch, dataset=cfg.data.dataset,
