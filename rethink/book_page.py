@@ -147,8 +147,8 @@ def set_convergence_note(nb, book_dir: str | Path) -> None:
     not converged at its epochs (``book_dir/convergence``): the page's records are those under its papermill
     ``output_dir`` with its ``profile`` (and ``dataset``, ``arch`` and ``method``, where it sets them), of the
     notebook's kind where records name one (``notebooks/lottery_ticket.ipynb`` writes ``lottery-ticket``).  A
-    re-run of the page on a longer schedule drops the box; none where the page's large models passed or were not
-    checked."""
+    re-run of the page on a longer schedule drops the box (once every seed is re-run: until then a seed of the
+    earlier schedule keeps it); none where the page's large models passed or were not checked."""
     from .convergence import book_checks, failed_check
     from .records import read_record
     papermill = nb.metadata.get("papermill", {})

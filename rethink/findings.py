@@ -145,8 +145,9 @@ def _study_verdict(key: str, paths, convergence: pd.DataFrame | None = None) -> 
         unconverged = _unconverged(recs[0], convergence)
         verdicts.append("inconclusive" if v["verdict"] == "undecided" or unconverged else spec["words"][v["verdict"]])
         what = f"{c['arch']} at prune_ratio {c['prune']['prune_ratio']:g}"
-        waiting = (f"; not counted until re-run: seed {', '.join(str(r['seed']) for r in older)} of earlier settings "
-                   f"({settings_change(older[0]['config'], c)})" if older else "")
+        changes = "; ".join(sorted({settings_change(r["config"], c) for r in older}))
+        waiting = (f"; not counted until re-run: seed {', '.join(str(s) for s in sorted(r['seed'] for r in older))} "
+                   f"of earlier settings ({changes})" if older else "")
         parts.append(f"{what}: " + describe(v, spec["what"]).replace("**", "") + f" ({_where(recs[0])})"
                      + (unconverged or "") + waiting)
     if not parts:
@@ -317,11 +318,11 @@ def _waiting_labels(waiting: pd.DataFrame | None, methods) -> list[str]:
         return []
     w = waiting[waiting.method.isin(methods)]
     labels = {}
-    none = pd.Series([None] * len(w), index=w.index)
-    for m, a, v, r, seed, why in zip(w.method, w.arch, w.variant, w.prune_ratio, w.get("seed", none),
-                                     w.get("why", none)):
+    none = pd.Series([False] * len(w), index=w.index)
+    for m, a, v, r, seed, superseded in zip(w.method, w.arch, w.variant, w.prune_ratio, w.get("seed", none),
+                                            w.get("superseded", none)):
         seeds = labels.setdefault(pruned_label(m, model_label(a, v, r)), set())
-        if isinstance(why, str):  # a row re-run seed by seed: its current seeds count, these wait
+        if pd.notna(superseded) and bool(superseded):  # a row re-run seed by seed (report.split_superseded): its current seeds count
             seeds.add(int(seed))
     return sorted(k + (f" (seed {', '.join(map(str, sorted(s)))} of earlier settings)" if s else "")
                   for k, s in labels.items())

@@ -126,24 +126,33 @@ def provenance(device, wall_time_s: float) -> dict:
                 finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), host=platform.node())
 
 
-def settings_key(config: dict) -> str:
+def settings_key(config: dict, prune: bool = True) -> str:
     """What the seeds of one row (or study setting) must share to be pooled: the architecture, the data (not its
-    folder), the schedule, the width and the profile.  Not the seed list, the output folder, the device or the speed
-    settings (shown within noise by the parity benchmark), and not the pruning, which names the row itself."""
-    data = {k: v for k, v in config.get("data", {}).items() if k != "root"}
-    return json.dumps(dict(arch=config.get("arch"), data=data, train=config.get("train"),
-                           profile=config.get("profile"), width_mult=config.get("width_mult")), sort_keys=True)
+    folder), the schedule, the width and the profile, and (``prune``) what of the pruning does not name the row:
+    its scope and sparsity penalty.  Not the seed list, the output folder, the device or the speed settings (shown
+    within noise by the parity benchmark).  Read through RunConfig, so a field added since reads as its default."""
+    from .config import RunConfig
+    try:
+        config = json.loads(json.dumps(RunConfig.from_dict(config).to_dict()))
+    except TypeError:  # a partial config (a hand-made record): as written
+        pass
+    key = dict(arch=config.get("arch"), data={k: v for k, v in config.get("data", {}).items() if k != "root"},
+               train=config.get("train"), profile=config.get("profile"), width_mult=config.get("width_mult"))
+    if prune:
+        key["prune"] = {k: (config.get("prune") or {}).get(k) for k in ("scope", "sparsity_lambda")}
+    return json.dumps(key, sort_keys=True)
 
 
-def newest_settings(records: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(current, older) records of one row: those written under the settings of the most recently finished record,
-    and the rest.  A row re-run under a new schedule (more epochs) replaces its seeds' records one by one; until the
-    last one lands, the older seeds are a different experiment, not more seeds of this one."""
+def newest_settings(records: list[dict], prune: bool = True) -> tuple[list[dict], list[dict]]:
+    """(current, older) records of one row: those written under the settings (:func:`settings_key`) of the most
+    recently finished record, and the rest.  A row re-run under a new schedule (more epochs) replaces its seeds'
+    records one by one; until the last one lands, the older seeds are a different experiment, not more seeds of
+    this one.  (A record of the older settings finished after the new ones would be taken as the newest.)"""
     if not records:
         return [], []
-    newest = settings_key(max(records, key=lambda r: r["provenance"].get("finished_at") or "")["config"])
-    return ([r for r in records if settings_key(r["config"]) == newest],
-            [r for r in records if settings_key(r["config"]) != newest])
+    newest = settings_key(max(records, key=lambda r: r["provenance"].get("finished_at") or "")["config"], prune)
+    current = [r for r in records if settings_key(r["config"], prune) == newest]
+    return current, [r for r in records if settings_key(r["config"], prune) != newest]
 
 
 def settings_change(old: dict, new: dict) -> str:

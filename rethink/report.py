@@ -95,21 +95,26 @@ def groups_in_paper_order(df: pd.DataFrame, keys: list) -> list:
 
 
 def split_superseded(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(current, superseded) records of ``df`` (:func:`rethink.records.load_records`): per row (all its regimes:
-    they pair by seed), those of the newest settings and those of earlier ones
-    (:func:`rethink.records.newest_settings`), with a ``why`` column that says what changed.  A row is re-run seed
-    by seed; its older seeds are not pooled with the new."""
+    """(current, superseded) records of ``df`` (:func:`rethink.records.load_records`), the superseded with a
+    ``why`` column that says what changed (:func:`rethink.records.settings_change`).  Records of one large model
+    (its baselines and every row pruned from it, controls included: tables join them by large model) must share
+    its training settings, and the seeds of one row its pruning settings too; where they differ, those of the
+    newest settings count (:func:`rethink.records.newest_settings`).  A row is re-run seed by seed, and its older
+    seeds are never pooled or paired with the new."""
     from .records import newest_settings, settings_change
     if df.empty:
-        return df, df.assign(why=pd.Series(dtype=str))
+        return df, df.assign(why=pd.Series(dtype=str), superseded=pd.Series(dtype=bool))
     why = {}
-    keys = ["method", "arch", "variant", "prune_ratio", "dataset", "profile"]
-    for _, g in df.groupby(keys, dropna=False, sort=False):
-        current, older = newest_settings(list(g.record))
-        why.update({r["run_id"]: "earlier settings: " + settings_change(r["config"], current[0]["config"])
-                    for r in older})
+    large_model = ["arch", "dataset", "profile", "baseline_tag"]
+    row = ["method", "arch", "variant", "prune_ratio", "dataset", "profile"]
+    for keys, prune in ((large_model, False), (row, True)):
+        left = df[~df.run_id.isin(why)]
+        for _, g in left.groupby([k for k in keys if k in left], dropna=False, sort=False):
+            current, older = newest_settings(list(g.record), prune)
+            why.update({r["run_id"]: "earlier settings: " + settings_change(r["config"], current[0]["config"])
+                        for r in older})
     old = df.run_id.isin(why)
-    return df[~old], df[old].assign(why=df.run_id[old].map(why))
+    return df[~old], df[old].assign(why=df.run_id[old].map(why), superseded=True)
 
 
 def sources(df: pd.DataFrame) -> str:

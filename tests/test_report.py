@@ -159,27 +159,66 @@ def test_a_row_still_running_pairs_its_differences_and_counts_seeds_per_regime()
     assert result_table(done, paper=False).iloc[0]["runs"] == 2
 
 
-def test_seeds_of_earlier_settings_wait_for_their_re_run_and_are_not_pooled(tmp_path):
-    from rethink.records import load_records, write_record
-    from rethink.report import split_superseded
+def _settings_record(folder, regime, seed, epochs, acc, finished, method="slimming", arch="densenet40", ratio=0.4,
+                     warmup=True, scope=None, profile="book"):
+    from rethink.records import write_record
+    train = dict(epochs=epochs, lr=0.1, **({"warmup_epochs": 0} if warmup else {}))
+    config = dict(arch=arch, profile=profile, width_mult=0.5, seeds=[seed], output_dir="book/runs", train=train,
+                  data=dict(dataset="fashion-mnist", train_subset=10000, root="/somewhere"),
+                  prune=dict(method=method, variant=None, prune_ratio=ratio, scope=scope))
+    run_id = f"fashion-mnist-{profile}-{method}-{arch}-p{ratio}-{regime}-s{seed}"
+    write_record(dict(run_id=run_id, format=2, regime=regime, seed=seed, config=config, baseline_tag="unpruned",
+                      metrics=dict(best_acc=acc, final_acc=acc, epochs=epochs),
+                      model=dict(params=1, flops=1, widths=[1]),
+                      provenance=dict(device="cpu", wall_time_s=1.0, finished_at=finished)),
+                 folder / f"{run_id}.json")
 
-    def rec(regime, seed, epochs, acc, finished):
-        config = dict(arch="densenet40", profile="book", width_mult=0.5, seeds=[seed], output_dir="book/runs",
-                      data=dict(dataset="fashion-mnist", train_subset=10000, root="/somewhere"),
-                      train=dict(epochs=epochs, lr=0.1), prune=dict(method="slimming", variant=None, prune_ratio=0.4))
-        run_id = f"fashion-mnist-book-slimming-densenet40-p0.4-{regime}-s{seed}"
-        write_record(dict(run_id=run_id, format=2, regime=regime, seed=seed, config=config,
-                          metrics=dict(best_acc=acc, final_acc=acc, epochs=epochs),
-                          model=dict(params=1, flops=1, widths=[1]),
-                          provenance=dict(device="cpu", wall_time_s=1.0, finished_at=finished)),
-                     tmp_path / f"{run_id}.json")
+
+def test_seeds_of_earlier_settings_wait_for_their_re_run_and_are_not_pooled(tmp_path):
+    from rethink.findings import _waiting_labels
+    from rethink.records import load_records, settings_key
+    from rethink.report import split_superseded
+    rec = lambda *a, **k: _settings_record(tmp_path, *a, **k)  # noqa: E731
     rec("fine-tune", 0, 60, 91.0, "2026-12-02T00:00:00+00:00")  # re-run on the longer schedule
-    rec("fine-tune", 1, 30, 89.0, "2026-11-30T00:00:00+00:00")
+    rec("fine-tune", 1, 30, 89.0, "2026-11-30T00:00:00+00:00", warmup=False)  # written before warm-up existed
     rec("fine-tune", 2, 30, 89.5, "2026-11-30T01:00:00+00:00")
     rec("scratch-e", 1, 30, 88.0, "2026-11-30T02:00:00+00:00")  # the row's regimes pair by seed: judged together
     rec("scratch-e", 0, 60, 90.0, "2026-12-01T12:00:00+00:00")
     current, old = split_superseded(load_records(tmp_path))
     assert sorted(zip(current.regime, current.seed)) == [("fine-tune", 0), ("scratch-e", 0)]
     assert sorted(old.seed) == [1, 1, 2] and set(old.why) == {"earlier settings: train.epochs 30, now 60"}
+    assert old.superseded.all()
     same, none = split_superseded(current)
     assert len(same) == 2 and none.empty and "why" in none
+    # a field added since (warm-up) reads as its default: not a change of settings
+    a, b = (load_records(tmp_path).set_index("run_id").record[f"fashion-mnist-book-slimming-densenet40-p0.4-fine-tune-s{s}"]
+            for s in (1, 2))
+    assert settings_key(a["config"]) == settings_key(b["config"])
+    # findings name a re-run row's waiting seeds, and a row of another profile without them
+    other = tmp_path / "quick"
+    other.mkdir()
+    _settings_record(other, "fine-tune", 0, 10, 80.0, "2026-11-01T00:00:00+00:00", method="sfp", arch="resnet56",
+                     ratio=0.3, profile="quick")
+    waiting = pd.concat([load_records(other).assign(why="another profile's records only", superseded=False), old],
+                        ignore_index=True)  # as the results page builds it
+    assert _waiting_labels(waiting, ["slimming", "sfp"]) == ["sfp resnet56 p=0.3",
+                                                            "slimming densenet40 p=0.4 (seed 1, 2 of earlier settings)"]
+
+
+def test_rows_that_share_a_large_model_share_its_settings(tmp_path):
+    from rethink.records import load_records
+    from rethink.report import split_superseded
+    rec = lambda *a, **k: _settings_record(tmp_path, *a, method=k.pop("method", "thinet"), arch="vgg16", ratio=0.5,  # noqa: E731
+                                           **k)
+    # thinet re-ran seed 0 at 60 epochs, rewriting the large model's record that channel pruning shares
+    rec("baseline", 0, 60, 91.0, "2026-12-02T00:00:00+00:00")
+    rec("fine-tune", 0, 60, 90.5, "2026-12-02T01:00:00+00:00")
+    rec("fine-tune", 0, 30, 89.0, "2026-11-30T00:00:00+00:00", method="channel-pruning")
+    rec("fine-tune", 0, 30, 88.0, "2026-11-30T00:00:00+00:00", method="random-filters")  # the control
+    current, old = split_superseded(load_records(tmp_path))
+    assert sorted(current.method) == ["thinet", "thinet"] and sorted(old.method) == ["channel-pruning", "random-filters"]
+    # within a row, a different pruning scope is another experiment too
+    rec("fine-tune", 1, 60, 90.0, "2026-12-03T00:00:00+00:00", scope="layer")
+    current, old = split_superseded(load_records(tmp_path))
+    assert set(current.seed[current.method == "thinet"]) == {1}
+    assert "earlier settings: prune.scope None, now layer" in set(old.why)
