@@ -73,10 +73,11 @@ def _scratch_verdict(rows: pd.DataFrame, convergence: pd.DataFrame | None = None
 
 def _scratch_words(rows: pd.DataFrame) -> tuple[str, str]:
     decided = rows[rows.verdict != "undecided"]
-    if decided.empty:  # n: the seeds that pair (both regimes, neither flagged); per model, its best comparison
-        best = rows.groupby(["method", "model"], sort=False).n.max()
-        so_far = sorted(f"{pruned_label(m, model)} ({n_seeds(n, 'paired seed')})"
-                        for (m, model), n in best.items())
+    # n: the seeds that pair (both regimes, neither flagged); per model, its best comparison
+    best = rows.groupby(["method", "model"], sort=False).n.max()
+    so_far = sorted(f"{pruned_label(m, model)} ({n_seeds(n, 'paired seed')})" for (m, model), n in best.items()
+                    if (m, model) not in set(zip(decided.method, decided.model)))
+    if decided.empty:
         return "inconclusive", ("no pruned model with 2+ seeds on this profile yet"
                                 + (f"; so far {', '.join(so_far)}" if so_far else ""))
     worse = int((decided.verdict == "scratch worse").sum())
@@ -92,6 +93,8 @@ def _scratch_words(rows: pd.DataFrame) -> tuple[str, str]:
     if shared:
         ours += (f" ({shared} of them compare with scratch runs shared with another method of the same widths: "
                  "not independent evidence)")
+    if so_far:  # a row still running: shown on the results page, not yet counted here
+        ours += f"; too few seeds so far, not counted: {', '.join(so_far)}"
     if worse == 0:
         return "supported", ours
     if worse == n:

@@ -138,6 +138,11 @@ def test_findings_are_computed_from_the_verdicts(tmp_path):
     v1 = verdicts(one)
     auto = findings_table(v1, book_dir=tmp_path).iloc[1]
     assert auto.verdict == "inconclusive" and f"so far sss {v1.model.iloc[0]} (1 paired seed)" in auto.ours
+    # beside decided models, a model with one seed so far is named as not counted yet, not left unsaid
+    running = pd.concat([better, one.assign(method="thinet")], ignore_index=True)
+    first = findings_table(verdicts(running), book_dir=tmp_path).iloc[0]
+    assert first.verdict == "supported" and "too few seeds so far, not counted: thinet" in first.ours
+    assert "too few seeds" not in predefined.ours
     worse = better.assign(best_acc=[b - 3.0 if r in ("scratch-e", "scratch-b") else b
                                     for r, b in zip(better.regime, better.best_acc)])
     assert findings_table(verdicts(worse), book_dir=tmp_path).iloc[0].verdict == "contradicted"
