@@ -75,15 +75,16 @@ def _scratch_words(rows: pd.DataFrame) -> tuple[str, str]:
     decided = rows[rows.verdict != "undecided"]
     # n: the seeds that pair (both regimes, neither flagged); per model, its best comparison
     best = rows.groupby(["method", "model"], sort=False).n.max()
+    counted = set(zip(decided.method, decided.model))  # two methods may reach the same widths (label)
     so_far = sorted(f"{pruned_label(m, model)} ({n_seeds(n, 'paired seed')})" for (m, model), n in best.items()
-                    if (m, model) not in set(zip(decided.method, decided.model)))
+                    if (m, model) not in counted)
     if decided.empty:
         return "inconclusive", ("no pruned model with 2+ seeds on this profile yet"
                                 + (f"; so far {', '.join(so_far)}" if so_far else ""))
     worse = int((decided.verdict == "scratch worse").sum())
     better = int((decided.verdict == "scratch better").sum())
     n = len(decided)
-    models = len(set(zip(decided.method, decided.model)))  # two methods may reach the same widths (label)
+    models = len(counted)
     seeds = f"{int(decided.n.min())}-{int(decided.n.max())}" if decided.n.min() != decided.n.max() else str(
         int(decided.n.min()))
     names = ", ".join(sorted({pruned_label(m, model) for m, model in zip(decided.method, decided.model)}))
@@ -325,7 +326,8 @@ def _waiting_labels(waiting: pd.DataFrame | None, methods) -> list[str]:
     for m, a, v, r, seed, superseded in zip(w.method, w.arch, w.variant, w.prune_ratio, w.get("seed", none),
                                             w.get("superseded", none)):
         seeds = labels.setdefault(pruned_label(m, model_label(a, v, r)), set())
-        if pd.notna(superseded) and bool(superseded):  # a row re-run seed by seed (report.split_superseded): its current seeds count
+        # a row re-run seed by seed (report.split_superseded): its current seeds count, these wait
+        if pd.notna(superseded) and bool(superseded):
             seeds.add(int(seed))
     return sorted(k + (f" (seed {', '.join(map(str, sorted(s)))} of earlier settings)" if s else "")
                   for k, s in labels.items())

@@ -150,9 +150,9 @@ def newest_settings(records: list[dict], prune: bool = True) -> tuple[list[dict]
     this one.  (A record of the older settings finished after the new ones would be taken as the newest.)"""
     if not records:
         return [], []
-    newest = settings_key(max(records, key=lambda r: r["provenance"].get("finished_at") or "")["config"], prune)
-    current = [r for r in records if settings_key(r["config"], prune) == newest]
-    return current, [r for r in records if settings_key(r["config"], prune) != newest]
+    keys = [settings_key(r["config"], prune) for r in records]
+    newest = keys[max(range(len(records)), key=lambda i: records[i]["provenance"].get("finished_at") or "")]
+    return ([r for r, k in zip(records, keys) if k == newest], [r for r, k in zip(records, keys) if k != newest])
 
 
 def settings_change(old: dict, new: dict) -> str:
@@ -188,7 +188,7 @@ def load_records(paths: Iterable[Path] | Path | str):
             # which large model: "unpruned" (plain training) or a method's own training, e.g. "slimming-l1e-05"
             baseline_tag=r.get("baseline_tag", "unpruned"),
             # a scratch run trained once for two methods of the same widths: the run whose training this is
-            shared_from=r.get("shared_from"), settings=settings_key(c), record=r))
+            shared_from=r.get("shared_from"), record=r))
     df = pd.DataFrame(rows)
     df.attrs["unreadable"] = unreadable
     if unreadable:

@@ -337,7 +337,7 @@ def test_a_study_on_a_large_model_that_had_not_converged_is_shown_but_not_eviden
     from collections import Counter
 
     from rethink.records import settings_key
-    book_recs = [p for p in sorted((book / "lottery" / "records").glob("*-book-*-lr0.1-*.json"))]
+    book_recs = sorted((book / "lottery" / "records").glob("*-book-*-lr0.1-*.json"))
     common = Counter(settings_key(read_record(p)["config"]) for p in book_recs).most_common(1)[0][0]
     for p in book_recs:
         if settings_key(read_record(p)["config"]) == common:
