@@ -21,7 +21,11 @@ training images.  The projected time of the paper protocol is 160 epochs x 50,00
 
 ``--profile book`` takes each model's width multiplier from that profile (VGG x0.25, ResNets x0.5); ``--ablate``
 adds the row "device data" (rethink's loader, fp32, eager: the CPU default before bf16 was turned on), and the
-column "vs fp32 eager" divides by it; ``--compile-row`` adds the fast path with torch.compile.
+column "vs fp32 eager" divides by it; ``--compile-row`` adds the fast path with torch.compile.  ``--widths-from``
+adds the model of a run record (a pruned one: its widths, channel selections included), named by its run id:
+
+    python benchmarks/throughput.py --device cpu --threads 1 --models densenet40 --profile book --large-batch 0 \
+        --widths-from book/runs/records/fashion-mnist-book-slimming-densenet40-p0.4-scratch-e-s0.json
 """
 from __future__ import annotations
 
@@ -76,6 +80,8 @@ def parse(argv=None):
     p.add_argument("--compile-row", action="store_true", help="add a row: the fast path with torch.compile")
     p.add_argument("--pack-threads", type=int, help="CPU threads of each packed run (default: --threads, else "
                                                      "CPU count / N)")
+    p.add_argument("--widths-from", nargs="+", default=[], metavar="RECORD",
+                   help="also measure the model of these run records (their architecture and pruned widths)")
     p.add_argument("--n-images", type=int, default=CIFAR_TRAIN_IMAGES, help="size of the random training set")
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers of the reference path")
     p.add_argument("--threads", type=int, help="torch CPU threads of this process (default: torch's choice)")
@@ -122,8 +128,21 @@ def endless(loader):
         yield from loader
 
 
-def measure(arch: str, path: str, batch: int, perf: PerfConfig, a, images, labels, barrier=None) -> dict:
-    """Train ``arch`` for warmup + steps batches through ``path``; returns img/s of the timed steps."""
+def record_model(path: str) -> tuple[str, str, list, float]:
+    """(name, arch, widths, width multiplier) of the model a run record trained: a pruned model, to be measured beside
+    the unpruned ones.  A clear error for a file that is not a run record."""
+    try:
+        rec = json.loads(Path(path).read_text())
+        return rec["run_id"], rec["model"]["arch"], list(rec["model"]["widths"]), rec["config"].get("width_mult", 1.0)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"--widths-from {path}: not a readable run record ({type(e).__name__}: {e}); "
+                         f"run records are the JSON files in <output-dir>/records/")
+
+
+def measure(arch: str, path: str, batch: int, perf: PerfConfig, a, images, labels, barrier=None,
+            widths=None) -> dict:
+    """Train ``arch`` (unpruned at the width multiplier, or at ``widths``) for warmup + steps batches through
+    ``path``; returns img/s of the timed steps."""
     device = torch.device(a.device)
     info = DATASETS["cifar10"]
     n = (len(labels) // batch) * batch  # whole batches only: no odd last batch to re-tune or recompile
@@ -136,7 +155,9 @@ def measure(arch: str, path: str, batch: int, perf: PerfConfig, a, images, label
         loader = TensorLoader(images[:n], labels[:n], info, batch, shuffle=True, augment=True, seed=0,
                               device=device)
     torch.manual_seed(0)
-    model = get_model(arch, info.num_classes, scale_widths(default_widths(arch), width_mult(a, arch))).to(device)
+    if widths is None:
+        widths = scale_widths(default_widths(arch), width_mult(a, arch), arch)
+    model = get_model(arch, info.num_classes, widths).to(device)
     # lr 0.01: random labels, and only the time matters; the step is the library's own
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     stream = endless(loader)
@@ -150,7 +171,8 @@ def measure(arch: str, path: str, batch: int, perf: PerfConfig, a, images, label
         train_one_epoch(model, itertools.islice(stream, a.steps), opt, perf=perf, forward=forward)  # ends in a sync
         dt = time.perf_counter() - t
     stream.close()  # stops the reference path's worker
-    return dict(img_s=a.steps * batch / dt, seconds=dt, images=a.steps * batch, start=start, end=start + dt)
+    return dict(img_s=a.steps * batch / dt, seconds=dt, images=a.steps * batch, start=start, end=start + dt,
+                params=sum(p.numel() for p in model.parameters()))
 
 
 def row(arch, path, batch, perf, samples, ref_img_s, eager_img_s=None, width=1.0) -> dict:
@@ -159,7 +181,7 @@ def row(arch, path, batch, perf, samples, ref_img_s, eager_img_s=None, width=1.0
             "vs fp32 eager": img_s / eager_img_s if eager_img_s else "–", "batch": batch, "amp": perf.amp, "channels_last": perf.channels_last,
             "compile": perf.compile, "img/s": img_s, "vs reference": img_s / ref_img_s if ref_img_s else 1.0,
             "s/epoch": CIFAR_TRAIN_IMAGES / img_s, "160 epochs (h)": PAPER_EPOCHS * CIFAR_TRAIN_IMAGES / img_s / 3600,
-            "samples_img_s": [s["img_s"] for s in samples]}
+            "samples_img_s": [s["img_s"] for s in samples], "params": samples[0]["params"]}
 
 
 def environment(a) -> dict:
@@ -272,20 +294,20 @@ def main(argv=None) -> None:
     if a.large_batch:
         plan.append(("fast", a.large_batch, perf))
     images, labels = random_set(a.n_images)
+    models = [(arch, arch, None, width_mult(a, arch)) for arch in a.models] + [record_model(r) for r in a.widths_from]
     rows = []
-    for arch in a.models:
+    for name, arch, widths, mult in models:
         samples = {i: [] for i in range(len(plan))}
         for _ in range(a.repeat):  # interleaved, so that a slow spell of a shared machine hits every row
             for i, (path, batch, p) in enumerate(plan):
                 samples[i].append(measure(arch, "reference" if path == "reference" else "fast", batch, p, a,
-                                          images, labels))
+                                          images, labels, widths=widths))
         ref = statistics.median(s["img_s"] for s in samples[0])
         eager = statistics.median(s["img_s"] for s in samples[1]) if a.ablate else None
-        rows += [row(arch, path, batch, p, samples[i], ref, eager, width_mult(a, arch))
-                 for i, (path, batch, p) in enumerate(plan)]
+        rows += [row(name, path, batch, p, samples[i], ref, eager, mult) for i, (path, batch, p) in enumerate(plan)]
     result = dict(environment=environment(a),
                   settings=dict(steps=a.steps, warmup=a.warmup, repeat=a.repeat, width_mult=a.width_mult,
-                                profile=a.profile,
+                                profile=a.profile, widths_from=a.widths_from,
                                 n_images=a.n_images, workers=a.workers, batch=a.batch, large_batch=a.large_batch,
                                 fast_perf=vars(perf), reference_perf=vars(REFERENCE_PERF)),
                   command="python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),

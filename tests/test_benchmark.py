@@ -129,3 +129,25 @@ def test_throughput_takes_widths_from_the_profile_and_adds_a_compile_row(tmp_pat
     (table,) = tables(out)
     assert [r[2] for r in table[1:]] == ["reference", "device data", "fast", "fast+compile"]
     assert [r[6] for r in table[1:]] == ["off", "off", "off", "default"]
+
+
+def test_throughput_measures_the_pruned_model_of_a_run_record(tmp_path):
+    record = ROOT / "book" / "runs" / "records" / "fashion-mnist-book-l1-norm-vgg16-a-fine-tune-s0.json"
+    rec = json.loads(record.read_text())
+    out = run(THROUGHPUT, *TINY, "--models", "vgg16", "--large-batch", "0", "--widths-from", record,
+              "--json", tmp_path / "t.json")
+    (table,) = tables(out)
+    assert [(r[0], r[1], r[2]) for r in table[1:]] == [("vgg16", "0.12", "reference"), ("vgg16", "0.12", "fast"),
+                                                       (rec["run_id"], "0.25", "reference"), (rec["run_id"], "0.25", "fast")]
+    result = json.loads((tmp_path / "t.json").read_text())
+    assert result["settings"]["widths_from"] == [str(record)]
+    # the record's pruned widths were trained, not x0.25's unpruned ones (VGG-16-A prunes layers: the two differ)
+    from rethink.models import default_widths, get_model, scale_widths
+    params = {tuple(w): sum(p.numel() for p in get_model("vgg16", 10, w).parameters())
+              for w in (rec["model"]["widths"], scale_widths(default_widths("vgg16"), 0.25, "vgg16"))}
+    pruned, unpruned = params.values()
+    assert pruned < unpruned and [r["params"] for r in result["rows"][2:]] == [pruned, pruned]
+    (tmp_path / "bad.json").write_text("{}")
+    proc = subprocess.run([sys.executable, str(THROUGHPUT), *TINY, "--widths-from", str(tmp_path / "bad.json")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0 and "not a readable run record" in proc.stderr
