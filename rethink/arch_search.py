@@ -2,7 +2,7 @@
 scratch, against a uniformly narrowed network of the same FLOPs, and a "guided" design that gives every conv of
 a stage the average width the pruned network kept in that stage.
 
-The claims to check (PAPERS.md): the slimming-found architecture beats the uniform one at the same budget; later
+The claims to check: the slimming-found architecture beats the uniform one at the same budget; later
 layers are pruned most; the guided design comes close to the pruned one.  Stages are the runs of convs between
 'M' (max-pool) entries of a VGG ``widths`` list.
 """

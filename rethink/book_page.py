@@ -134,8 +134,9 @@ def set_profile_note(nb) -> None:
         f"on {p['train_subset']:,} training images and a {p['test_subset']:,}-image test set. Its large models had "
         f"not converged, so read it as a check of the pipeline, not as evidence for or against the paper; the "
         f"findings on the first page leave it out. It may also predate the flagging of failed seeds, so a mean "
-        f"here can include a seed that did not train. The `book` profile re-runs it (the results page lists the "
-        f"rows still waiting for their re-run).\n:::")
+        f"here can include a seed that did not train. The `book` profile re-runs it: the results page shows each of "
+        f"its rows' book-profile seeds as they land and lists a row with none yet as waiting, and the findings "
+        f"name what they do not count yet.\n:::")
     _set_box(nb, PROFILE_MARK, text)
 
 

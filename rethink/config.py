@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 PROFILES: dict[str, dict[str, Any]] = {
-    # Liu et al. 2019, CIFAR protocol (PAPERS.md): 160 epochs, batch 64/256, fine-tune 40 epochs at lr 0.001.
+    # Liu et al. 2019, CIFAR protocol: 160 epochs, batch 64/256, fine-tune 40 epochs at lr 0.001.
     "paper": dict(n_seeds=5, epochs=160, finetune_epochs=40, batch_size=64, train_subset=None, test_subset=None,
                   width_mult=1.0,
-                  # ImageNet protocol (PAPERS.md): 90 epochs, lr /10 every 30 (at 1/3 and 2/3), batch 256, fine-tune
+                  # ImageNet protocol: 90 epochs, lr /10 every 30 (at 1/3 and 2/3), batch 256, fine-tune
                   # 20 epochs (L1), 1 run.  ``per_dataset`` settings apply when the dataset is the key.
                   per_dataset={"imagenet": dict(n_seeds=1, epochs=90, finetune_epochs=20, batch_size=256,
                                                 test_batch_size=256, milestones=(1 / 3, 2 / 3))}),

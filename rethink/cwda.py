@@ -2,7 +2,7 @@
 layer are roughly i.i.d. samples of a zero-mean Gaussian-alike distribution with a near-diagonal covariance.
 Here: the tests we run on it, per conv layer, and the score concentration it predicts.
 
-The paper's exact battery of tests is not known to us (PAPERS.md marks it unverified); the tests below are OUR
+The paper's exact battery of tests is not known to us; the tests below are OUR
 choice: D'Agostino-Pearson K^2 (``scipy.stats.normaltest``), Anderson-Darling and Shapiro-Wilk (on a seeded
 subsample: its p-value is unreliable above 5000 values) on the layer's weights pooled, a one-sample t-test of
 zero mean, and the off-diagonal mass of the filters' covariance next to that of Gaussian filters of the same shape.
@@ -19,7 +19,7 @@ from scipy import stats
 
 from .prune.criteria import geometric_median, l1, l2
 
-# CV = std / mean of a layer's scores for i.i.d. N(0, s^2) filters of length d (PAPERS.md): for L2 ~ chi_d,
+# CV = std / mean of a layer's scores for i.i.d. N(0, s^2) filters of length d: for L2 ~ chi_d,
 # CV ~ 1/sqrt(2d); for L1 (sum of d half-normals), CV = sqrt(pi/2 - 1)/sqrt(d) = 0.756/sqrt(d).
 CV_L1_CONST = math.sqrt(math.pi / 2 - 1)
 SHAPIRO_MAX = 5000

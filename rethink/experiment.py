@@ -34,7 +34,7 @@ from .train import Schedule, train
 REGIMES = ("fine-tune", "scratch-e", "scratch-b")
 
 
-# Scratch-B's cap per dataset, in multiples of the large model's epochs (PAPERS.md).  CIFAR: none, as in the papers'
+# Scratch-B's cap per dataset, in multiples of the large model's epochs.  CIFAR: none, as in the papers'
 # code.  ImageNet: Liu et al.'s code (imagenet/*/main_B.py) trains 180 epochs when FLOPs_large / FLOPs_pruned >= 2,
 # i.e. at most 2 x 90.
 SCRATCH_B_CAP = {"imagenet": 2.0}

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .report import model_label, n_seeds, pruned_label
 
-# The papers' claims and the evidence the papers give (PAPERS.md); which of our records speak to each.
+# The papers' claims and the evidence the papers give; which of our records speak to each.
 CLAIMS = (
     dict(key="predefined", paper="Liu et al. 2019",
          claim="Predefined structured pruning (L1-norm, ThiNet, regression-based channel pruning): the pruned "
@@ -291,10 +291,7 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
         if len(rows):
             ours += "; " + "; ".join(sorted({f"{d}, {p} profile, {dev}" for d, p, dev in
                                             zip(rows.dataset, rows.profile, rows.device)}))
-        pending = _waiting_labels(waiting, c["methods"])
-        if pending:
-            ours += (f"; not yet re-run on the {profile} profile's current settings, so not counted: "
-                     f"{', '.join(pending)}")
+        ours += _waiting_text(waiting, c["methods"], profile)
         out.append(dict(paper=c["paper"], claim=c["claim"], paper_evidence=c["evidence"], ours=ours, verdict=verdict))
     for s in STUDIES:
         records = sorted(Path(book_dir, s["folder"], "records").glob(s["records"].format(profile=profile)))
@@ -316,21 +313,36 @@ def findings_table(verdict_rows: pd.DataFrame, book_dir="book", profile: str = "
     return pd.DataFrame(out)
 
 
-def _waiting_labels(waiting: pd.DataFrame | None, methods) -> list[str]:
-    """The pruned models of ``methods`` among ``waiting``'s records, as the tables name them."""
+def _waiting_labels(waiting: pd.DataFrame | None, methods) -> dict[str, list[str]]:
+    """The pruned models of ``methods`` among ``waiting``'s records, as the tables name them, by why they wait:
+    "new" (no record of the profile yet: another profile's only) and "rerun" (re-run seed by seed on the profile's
+    current settings, :func:`rethink.report.split_superseded`: its current seeds count, the named ones wait)."""
     if waiting is None or not len(waiting):
-        return []
+        return {}
     w = waiting[waiting.method.isin(methods)]
     labels = {}
     none = pd.Series([False] * len(w), index=w.index)
     for m, a, v, r, seed, superseded in zip(w.method, w.arch, w.variant, w.prune_ratio, w.get("seed", none),
                                             w.get("superseded", none)):
         seeds = labels.setdefault(pruned_label(m, model_label(a, v, r)), set())
-        # a row re-run seed by seed (report.split_superseded): its current seeds count, these wait
         if pd.notna(superseded) and bool(superseded):
             seeds.add(int(seed))
-    return sorted(k + (f" (seed {', '.join(map(str, sorted(s)))} of earlier settings)" if s else "")
-                  for k, s in labels.items())
+    out = {}
+    for k, s in sorted(labels.items()):
+        if s:
+            out.setdefault("rerun", []).append(f"{k} (seed {', '.join(map(str, sorted(s)))} of earlier settings)")
+        else:
+            out.setdefault("new", []).append(k)
+    return out
+
+
+def _waiting_text(waiting: pd.DataFrame | None, methods, profile: str) -> str:
+    """"; not yet run on the book profile, so not counted: ..." for a claim's pruned models still waiting."""
+    pending = _waiting_labels(waiting, methods)
+    return "".join(f"; {what.format(profile=profile)}, so not counted: {', '.join(pending[key])}"
+                   for key, what in (("new", "not yet run on the {profile} profile"),
+                                     ("rerun", "not yet re-run on the {profile} profile's current settings"))
+                   if key in pending)
 
 
 def findings_markdown(table: pd.DataFrame) -> str:
@@ -356,5 +368,5 @@ def findings_markdown(table: pd.DataFrame) -> str:
                   "The control row is "
                   "*supported* when no decided pruned model fine-tunes better from the criterion's filters than "
                   "from random filters at the same widths (95 % paired interval above 0), *contradicted* when all "
-                  "do."]
+                  "do, *mixed* otherwise."]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """The lottery ticket comparison of Liu et al. 2019 (Section 6): iterative magnitude pruning (Frankle & Carbin,
 ICLR 2019), then the sparse network trained from the large model's own initialisation masked (the "winning
-ticket") and from a random initialisation, each at the same learning rate as the large model.  Their finding
-(PAPERS.md): at the usual lr 0.1 the winning ticket is no better than random init; it helps only at lr 0.01,
+ticket") and from a random initialisation, each at the same learning rate as the large model.  Their finding:
+at the usual lr 0.1 the winning ticket is no better than random init; it helps only at lr 0.01,
 which ends lower.
 
 One round of pruning removes the same fraction of the remaining conv weights, so that after ``rounds`` rounds

@@ -1,5 +1,5 @@
 """Model size and accuracy.  FLOPs here means multiply-accumulates of conv and linear layers, the unit pruning
-papers call "FLOPs" (PAPERS.md); BN, ReLU, pooling and the residual sums are not counted."""
+papers call "FLOPs"; BN, ReLU, pooling and the residual sums are not counted."""
 from __future__ import annotations
 
 from typing import Iterable

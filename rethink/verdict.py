@@ -124,7 +124,7 @@ def _paper_difference(paper: pd.DataFrame, regime: str) -> dict:
             # without a published std there is no interval, and so no verdict: "undecided", not the sign
             return dict(paper_dataset=dataset, paper_diff=round(diff, 2), paper_low=low, paper_high=high,
                         paper_verdict=verdict_word(low, high),
-                        # both numbers checked against the paper's text (PAPERS.md [v]); else shown with "(u)"
+                        # both numbers checked against the paper's text; else shown with "(u)"
                         paper_verified=bool(a.verified == True and b.verified == True))  # noqa: E712 (NaN: no)
     return {}
 

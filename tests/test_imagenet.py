@@ -208,7 +208,7 @@ def test_vgg16_5x_widths_and_counts():
     with torch.device("meta"):
         small, large = get_model(arch, widths=widths), get_model(arch)
     assert [w for w in small.widths if w != "M"][:4] == [24, 22, 41, 51]
-    # He et al. 2017 call it "5x"; these widths (PAPERS.md, Liu et al.'s code) give 4.40x in conv + linear MACs
+    # He et al. 2017 call it "5x"; these widths (Liu et al.'s code) give 4.40x in conv + linear MACs
     # (4.52x in the convs alone): the name is the nominal target, not the count.
     f_small, f_large = count_flops(small, IMAGENET_SHAPE), count_flops(large, IMAGENET_SHAPE)
     assert f_small == 3_515_283_520 and round(f_large / f_small, 2) == 4.40

@@ -13,7 +13,7 @@ from rethink.prune.l1_norm import VARIANTS, list_variants
 from rethink.prune.select import n_keep
 from rethink.prune.surgery import mask_filters
 
-# Li et al. 2017 (PAPERS.md [v]): FLOPs reduction %, and Liu et al. 2019's Scratch-B epochs for 160 epochs.  ImageNet
+# Li et al. 2017 (checked against the paper): FLOPs reduction %, and Liu et al. 2019's Scratch-B epochs for 160 epochs.  ImageNet
 # ResNet-34-A/B (rethink/paper_numbers.csv, unverified): counted at 224 without the 1x1 projection shortcuts, as Li et
 # al. count (test_imagenet.py); no Scratch-B epochs printed.
 PUBLISHED = {"vgg16-a": (34.2, 243), "resnet56-a": (10.4, 178), "resnet56-b": (27.6, 220),

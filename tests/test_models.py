@@ -16,7 +16,7 @@ CIFAR_VGGS = set(CFGS) | {"vgg19-slim"}
 # Published parameter counts (CIFAR-10 heads).  A new architecture must add its own here, with the source.
 PUBLISHED_PARAMS = {
     "resnet20": 0.27e6, "resnet32": 0.46e6, "resnet56": 0.85e6, "resnet110": 1.7e6,  # He et al. 2016, Table 6
-    "vgg16": 1.5e7,  # PAPERS.md: CIFAR VGG-16 ~1.5e7 params (Liu et al. 2019 / Li et al. 2017)
+    "vgg16": 1.5e7,  # CIFAR VGG-16 ~1.5e7 params (Liu et al. 2019 / Li et al. 2017)
     "vgg19": 2.0e7,  # Liu et al. 2017 (Network Slimming), Table 1: VGGNet 20.04M
     "vgg11": 9.5e6, "vgg13": 9.7e6,  # no published CIFAR count; checked against the formula below as well
     "resnet18": 11.17e6,  # CIFAR ResNet-18 (3x3 stem, projection shortcuts): 11,173,962 with a 10-class head
@@ -51,7 +51,7 @@ for _d in (56, 110, 164):
 
 
 def vgg_formula(cfg, classes=10, cin=3, slim=False) -> int:
-    """Params of the CIFAR VGG of PAPERS.md, from its definition: conv3x3 (no bias) + BN per layer, then
+    """Params of the CIFAR VGG of from its definition: conv3x3 (no bias) + BN per layer, then
     Linear(C, 512) + BN1d(512) + Linear(512, classes); ``slim``: a single Linear(C, classes) (Network Slimming)."""
     n, c = 0, cin
     for w in cfg:
@@ -103,7 +103,7 @@ def test_flops_match_torch_counter(name):
 
 
 def test_reference_flops():
-    # PAPERS.md: CIFAR VGG-16 ~3.13e8 MACs, ResNet-56 ~1.25e8 MACs
+    # Liu et al. 2019 / Li et al. 2017: CIFAR VGG-16 ~3.13e8 MACs, ResNet-56 ~1.25e8 MACs
     assert count_flops(get_model("vgg16")) == pytest.approx(3.13e8, rel=0.01)
     assert count_flops(get_model("resnet56")) == pytest.approx(1.25e8, rel=0.01)
 

@@ -175,7 +175,7 @@ def _settings_record(folder, regime, seed, epochs, acc, finished, method="slimmi
 
 
 def test_seeds_of_earlier_settings_wait_for_their_re_run_and_are_not_pooled(tmp_path):
-    from rethink.findings import _waiting_labels
+    from rethink.findings import _waiting_labels, _waiting_text
     from rethink.records import load_records, settings_key
     from rethink.report import split_superseded
     rec = lambda *a, **k: _settings_record(tmp_path, *a, **k)  # noqa: E731
@@ -201,8 +201,11 @@ def test_seeds_of_earlier_settings_wait_for_their_re_run_and_are_not_pooled(tmp_
                      ratio=0.3, profile="quick")
     waiting = pd.concat([load_records(other).assign(why="another profile's records only", superseded=False), old],
                         ignore_index=True)  # as the results page builds it
-    assert _waiting_labels(waiting, ["slimming", "sfp"]) == ["sfp resnet56 p=0.3",
-                                                            "slimming densenet40 p=0.4 (seed 1, 2 of earlier settings)"]
+    assert _waiting_labels(waiting, ["slimming", "sfp"]) == {
+        "new": ["sfp resnet56 p=0.3"], "rerun": ["slimming densenet40 p=0.4 (seed 1, 2 of earlier settings)"]}
+    assert _waiting_text(waiting, ["slimming", "sfp"], "book") == (
+        "; not yet run on the book profile, so not counted: sfp resnet56 p=0.3; not yet re-run on the book profile's "
+        "current settings, so not counted: slimming densenet40 p=0.4 (seed 1, 2 of earlier settings)")
 
 
 def test_rows_that_share_a_large_model_share_its_settings(tmp_path):

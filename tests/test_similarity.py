@@ -120,14 +120,14 @@ def test_global_widths_counts():
 
 
 def test_criteria_agree_on_gaussian_filters_as_the_paper_simulates():
-    # PAPERS.md: for i.i.d. Gaussian filters Spearman(L2, GM) is ~0.98-0.998
+    # Huang et al. 2021: for i.i.d. Gaussian filters Spearman(L2, GM) is ~0.98-0.998
     torch.manual_seed(0)
     # (at He initialisation; 64-128 filters per layer, as ranks of a handful of filters are too noisy)
     model = get_model("vgg16", 10, [64, 64, "M", 128, 128, "M", 128, 128, 128, "M", 128, 128, 128, "M", 128, 128, 128])
     s = model_scores(model, ["l1", "l2", "gm"])
     lo, _, _ = correlation_range(s, "l2", "gm")
     assert lo > 0.95
-    # and L1 agrees with L2 less than GM does (PAPERS.md: ~0.93 for strictly i.i.d. filters)
+    # and L1 agrees with L2 less than GM does (~0.93 for strictly i.i.d. filters)
     assert correlation_range(s, "l1", "l2")[1] < correlation_range(s, "l2", "gm")[1]
     assert layer_correlations(s).shape == (13, 3)
 

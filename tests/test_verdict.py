@@ -151,7 +151,7 @@ def test_findings_are_computed_from_the_verdicts(tmp_path):
     waiting = pd.DataFrame(dict(method=["l1-norm", "sfp"], arch=["resnet110", "resnet56"],
                                 variant=["resnet110-a", None], prune_ratio=[None, 0.3]))
     t = findings_table(verdicts(better), book_dir=tmp_path, waiting=waiting)
-    assert t.iloc[0].ours.endswith("not yet re-run on the book profile's current settings, so not counted: resnet110-a")
+    assert t.iloc[0].ours.endswith("; not yet run on the book profile, so not counted: resnet110-a")
     assert t.iloc[0].verdict == "supported" and "sfp resnet56 p=0.3" in t.iloc[1].ours
     # the other studies: whether their chapter has records of the profile
     (tmp_path / "lottery" / "records").mkdir(parents=True)

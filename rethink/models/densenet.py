@@ -1,5 +1,5 @@
 """CIFAR DenseNet without bottleneck and without compression (Huang et al. 2017), as in the Network Slimming code
-(Liu et al. 2017; PAPERS.md): DenseNet-40 has a 3x3 stem of 2 x growth channels, 3 dense blocks of 12 layers
+(Liu et al. 2017): DenseNet-40 has a 3x3 stem of 2 x growth channels, 3 dense blocks of 12 layers
 (BN -> select -> ReLU -> conv3x3 with ``growth`` outputs, concatenated to its input), transitions BN -> select ->
 ReLU -> conv1x1 -> avgpool 2 between the blocks, and the head BN -> select -> ReLU -> global average pool -> FC.
 BN scales start at 0.5 and convs are He-normal (fan_out), as in the official code.
@@ -71,7 +71,7 @@ class DenseNet(nn.Module):
         self.bn = nn.BatchNorm2d(c)
         self.select = ChannelSelection(c, widths[-1])
         self.fc = nn.Linear(widths[-1], num_classes)
-        slimming_init(self)  # PAPERS.md: BN scales start at 0.5 in this family
+        slimming_init(self)  # the slimming code: BN scales start at 0.5 in this family
 
     def forward(self, x):
         x = F.relu(self.select(self.bn(self.features(self.conv1(x)))))

@@ -1,5 +1,5 @@
 """CIFAR pre-activation ResNet with bottleneck blocks (He et al. 2016, "Identity mappings"), as in the Network
-Slimming code (Liu et al. 2017; PAPERS.md): depth 9n+2, stage planes 16/32/64, expansion 4, a 1x1 conv shortcut
+Slimming code (Liu et al. 2017): depth 9n+2, stage planes 16/32/64, expansion 4, a 1x1 conv shortcut
 (no BN) where the width or the stride changes, and a channel selection after each block's first BN.
 
 Block: BN1 -> select -> ReLU -> conv1 (1x1) -> BN2 -> ReLU -> conv2 (3x3, stride) -> BN3 -> ReLU -> conv3 (1x1),

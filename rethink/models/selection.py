@@ -51,7 +51,7 @@ class ChannelSelection(nn.Module):
 
 
 def slimming_init(model: nn.Module, convs: bool = True) -> None:
-    """The Network Slimming code's initialisation (PAPERS.md): every BN scale 0.5 and shift 0, and (``convs``) every
+    """The Network Slimming code's initialisation: every BN scale 0.5 and shift 0, and (``convs``) every
     conv Kaiming-normal with fan_out for ReLU."""
     for m in model.modules():
         if convs and isinstance(m, nn.Conv2d):

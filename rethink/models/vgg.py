@@ -65,7 +65,7 @@ for _name, _cfg in CFGS.items():
 
 
 class SlimVGG(VGG):
-    """VGG of the Network Slimming code (Liu et al. 2017; PAPERS.md): the same conv stack and avgpool 2, then a
+    """VGG of the Network Slimming code (Liu et al. 2017): the same conv stack and avgpool 2, then a
     single Linear(C, classes); BN scales start at 0.5 and the Linear at N(0, 0.01), as in that code."""
 
     def __init__(self, widths: list, num_classes: int = 10, in_channels: int = 3):

@@ -21,7 +21,7 @@ from . import ConvLayer, register_model
 
 VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
-# Published pruned widths of the ImageNet VGG-16 (PAPERS.md); arch -> widths.
+# Published pruned widths of the ImageNet VGG-16; arch -> widths.
 PUBLISHED_WIDTHS = {
     # He, Zhang, Sun, "Channel Pruning for Accelerating Very Deep Neural Networks", ICCV 2017 (regression-based
     # channel pruning, "5x" FLOPs reduction), as trained from scratch by Liu et al. 2019 (no BN, as in their code)

@@ -49,7 +49,7 @@ class PruneResult:
 
     def init_scratch(self, model: nn.Module) -> nn.Module:
         """Prepare a freshly built model of ``widths`` for scratch training: with masks, He-normal re-init with
-        the fan of the kept weights, then the mask (PAPERS.md); without, nothing to do."""
+        the fan of the kept weights, then the mask; without, nothing to do."""
         from .masks import reinit_masked
         return reinit_masked(model, self.masks) if self.masks else model
 

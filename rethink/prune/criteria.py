@@ -63,7 +63,7 @@ def fermat(weight: torch.Tensor, tol: float = 1e-7, max_iter: int = 1000) -> tor
     """Euclidean distance from filter j to the layer's Fermat point (geometric median, by Weiszfeld iterations
     with tolerance ``tol`` and at most ``max_iter`` steps).  Near the median = replaceable: higher = keep.
 
-    The exact form in Huang et al. is recalled, not checked (PAPERS.md, [u]); this is the distance form.
+    The exact form in Huang et al. is recalled, not checked; this is the distance form.
     """
     x = weight.detach().flatten(1).double()
     return (x - fermat_point(x, tol, max_iter)).norm(dim=1).to(weight.dtype)

@@ -34,7 +34,7 @@ def _resnet34(stage_ratios: tuple, skip: tuple):
     return "resnet34", ratios
 
 
-# name -> (arch, model -> {conv layer id: prune_ratio}); PAPERS.md, Li et al. 2017 Table 1/2.
+# name -> (arch, model -> {conv layer id: prune_ratio}); Li et al. 2017 Table 1/2.
 VARIANTS = {
     # conv1 and conv8-13 halved
     "vgg16-a": ("vgg16", lambda model: {i: 0.5 for i in (1, 8, 9, 10, 11, 12, 13)}),

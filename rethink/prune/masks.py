@@ -15,7 +15,7 @@ from .select import prune_lowest
 
 
 def conv_weights(model: nn.Module) -> dict:
-    """{module name: weight} of every Conv2d (unstructured pruning touches conv weights only: PAPERS.md)."""
+    """{module name: weight} of every Conv2d (unstructured pruning touches conv weights only, as in Liu et al. 2019)."""
     return {name: m.weight for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 

@@ -26,7 +26,7 @@ from .surgery import model_selections, prune_channels
 
 def default_lambda(arch: str) -> float:
     """The paper's sparsity penalty for ``arch``: 1e-4 for VGG, 1e-5 for PreResNet-164 and DenseNet-40
-    (PAPERS.md), and 1e-5 for every other family here."""
+   , and 1e-5 for every other family here."""
     return 1e-4 if arch.startswith("vgg") else 1e-5
 
 

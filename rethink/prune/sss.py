@@ -16,7 +16,7 @@ Differences from the paper: the penalty is added as its sub-gradient, gamma * si
 gradients (as Network Slimming does for BN scales), not by the paper's accelerated proximal gradient, so the
 factors reach a small neighbourhood of zero (a few lr * gamma) instead of exactly 0; hence the threshold
 (default 1e-2, far above that neighbourhood at the final lr).  gamma is ``sparsity_lambda`` (default 1e-2, our
-choice: PAPERS.md gives none for CIFAR; on ResNet-56 x0.5, 4,000 Fashion-MNIST images, 10 epochs, gamma 1e-3, 3e-3
+choice: the papers give none for CIFAR; on ResNet-56 x0.5, 4,000 Fashion-MNIST images, 10 epochs, gamma 1e-3, 3e-3
 and 1e-2 left 1, 2 and 5 of the 27 factors at or below 1e-2, at 77.3, 78.5 and 79.9 % on 1,000 test images: the
 penalty spreads the factors without costing accuracy there; longer schedules push harder, so lower it for them).  Only block-level selection (the paper also selects groups and neurons),
 only the CIFAR ResNets of ``rethink.models.resnet`` (ResNet-20/32/56/110, ResNet-18).
