@@ -680,15 +680,16 @@ def _how_far(task: _Task, cached: set, left: Optional[dict] = None) -> str:
             f"cached{left})")
 
 
-def _minutes_like(done, cfg, regime: str) -> Optional[float]:
+def _minutes_like(done, cfg, regime: str, checks=None) -> Optional[float]:
     """Wall minutes a missing run of ``regime`` under ``cfg`` should take, judged from finished records ``done``
     (:func:`rethink.records.load_records`): those of the same row's other seeds (same method, variant and ratio),
-    else any run of the same arch and regime on the same data and profile; None when none is measured.  Their median
+    else any run of the same arch and regime on the same data and profile, else (nothing pruned of this arch
+    measured yet) its large model's (:func:`_large_model_minutes`); None when none is measured.  Their median
     seconds per epoch times the epochs this run trains, so that records of another schedule (a profile whose
     epochs changed) still count: the large model's epochs, the fine-tuning epochs, or for Scratch-B the large
     model's epochs times the measured runs' median ratio of their Scratch-B epochs to their large model's."""
     if done is None or done.empty:
-        return None
+        return _large_model_minutes(done, cfg, regime, checks)
     like = done[(done.dataset == cfg.data.dataset) & (done.profile == cfg.profile) & (done.arch == cfg.arch)
                 & (done.regime == regime)]
     if regime != "baseline":
@@ -697,7 +698,7 @@ def _minutes_like(done, cfg, regime: str) -> Optional[float]:
                    & (like.prune_ratio.fillna(-1) == (p.prune_ratio if p.prune_ratio is not None else -1))]
         like = row if len(row) else like
     if not len(like):
-        return None
+        return _large_model_minutes(done, cfg, regime, checks)
     epochs = like.epochs.astype(float).clip(lower=1)
     per_epoch_s = float((like.wall_time_s / epochs).median())
     if regime == "fine-tune":
@@ -709,14 +710,36 @@ def _minutes_like(done, cfg, regime: str) -> Optional[float]:
     return per_epoch_s * n / 60
 
 
-def _trainings_left(task: _Task, done) -> dict:
+def _large_model_minutes(done, cfg, regime: str, checks=None) -> Optional[float]:
+    """Where nothing like a run is measured: its large model's seconds per epoch (another run's large model of the
+    same arch, data and profile, else the convergence check of this very large model in ``checks``,
+    :func:`rethink.convergence.book_checks`) times the epochs the run trains; None without either.  For a pruned
+    run this bounds the time from above (a pruned model has fewer FLOPs), except Scratch-B, whose budget is the
+    large model's training: as many epochs of the large model."""
+    per_epoch_s = None
+    if done is not None and not done.empty:
+        large = done[(done.dataset == cfg.data.dataset) & (done.profile == cfg.profile) & (done.arch == cfg.arch)
+                     & (done.regime == "baseline")]
+        if len(large):
+            per_epoch_s = float((large.wall_time_s / large.epochs.astype(float).clip(lower=1)).median())
+    if per_epoch_s is None and checks is not None and not checks.empty:
+        from .convergence import convergence_of
+        check = convergence_of(cfg.to_dict(), checks)
+        if check is not None and check["time_s_x1"] == check["time_s_x1"]:  # NaN: no time recorded
+            per_epoch_s = check["time_s_x1"] / max(1, check["epochs_x1"])
+    if per_epoch_s is None:
+        return None
+    return per_epoch_s * (cfg.train.finetune_epochs if regime == "fine-tune" else cfg.train.epochs) / 60
+
+
+def _trainings_left(task: _Task, done, checks=None) -> dict:
     """{what: estimated wall minutes, or None when nothing like it is measured} for what ``task`` still has to
-    train: a run's missing records, each as :func:`_minutes_like` judges it (keyed by path; a large model's record
+    train: a run's missing records, each as :func:`_minutes_like` judges it from ``done`` and ``checks`` (keyed by path; a large model's record
     costs nothing, its baseline task trains it); a baseline task's large model unless cached."""
     from .experiment import configure, control_config, trainings
     if task.kind == "baseline":
         return {} if task.cached else {task.key: _minutes_like(done, configure(**dict(task.spec["params"])),
-                                                                "baseline")}
+                                                                "baseline", checks)}
     if not task.spec.get("records"):
         return {}
     cfg = configure(**configure_kwargs(task.spec.get("parameters") or {}))
@@ -724,7 +747,7 @@ def _trainings_left(task: _Task, done) -> dict:
     for c in (cfg, control_config(cfg, task.spec.get("control"))):  # as _plan_experiment lists the records
         for path, _, regime in trainings(c) if c is not None else []:
             if regime != "baseline" and not (Path(task.spec["cwd"]) / path).exists():
-                out[str(path)] = _minutes_like(done, c, regime)
+                out[str(path)] = _minutes_like(done, c, regime, checks)
     return out
 
 
@@ -909,7 +932,10 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
         with warnings.catch_warnings():  # another version's records are left out of the estimate, not an error
             warnings.simplefilter("ignore")
             done = load_records(sorted(folder.glob("*.json"))) if folder.is_dir() else None
-        left = {t.key: _trainings_left(t, done) for t in tasks}
+        # the book's convergence checks (beside the grid's output folder) time large models no run has trained yet
+        from .convergence import book_checks
+        checks = book_checks(Path(summary.output_dir).parent)
+        left = {t.key: _trainings_left(t, done, checks) for t in tasks}
         summary.pending = [t.label + _how_far(t, cached, left[t.key]) for t in tasks if t.kind == "run"]
         every = {k: m for d in left.values() for k, m in d.items()}  # a control's records serve two runs: once
         minutes, unknown = sum(m for m in every.values() if m is not None), sum(m is None for m in every.values())
@@ -919,7 +945,9 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
         elif tasks:
             summary.estimate = (f"about {minutes / 60:.1f} h of training in all, large models included, judged "
                                 f"from the wall times of the finished runs in {folder} (as they ran: see their "
-                                f"provenance; scratch runs that two methods share count twice)"
+                                f"provenance; scratch runs that two methods share count twice; a pruned model with nothing like it "
+                                f"measured at its large model's epoch time, an upper bound, and a large model no run "
+                                f"trained yet at its convergence check's)"
                                 + (f"; {unknown} training(s) with nothing like them measured yet, not counted"
                                    if unknown else ""))
         return summary

@@ -246,14 +246,42 @@ def test_a_dry_run_estimates_the_training_left_from_finished_runs(tmp_path, fash
     finished(a["random-filters-resnet56-a-fine-tune"], "random-filters", "fine-tune", 60)
     summary = sweep(TINY, output_dir=str(out), overrides={"data_root": fashion_root}, dry_run=True)
     left_a, left_b = summary.pending
-    # resnet56-a lacks only Scratch-B, and no Scratch-B of resnet56 is measured yet
-    assert left_a.endswith("; 1 training(s) not measured yet)")
-    # resnet56-b: fine-tuning and its control as the median ResNet-56 fine-tuning (1.5 min each), Scratch-E one
-    # epoch at A's 300 s per epoch (5 min; 10 min if the estimate ignored the epochs, and 0.2 h in all)
-    assert left_b.endswith("; about 0.1 h to train + 1 training(s) not measured yet)")
-    # the two Scratch-B; the large model, unless cached, as its record's 5 minutes
-    assert "2 training(s) with nothing like them measured yet" in summary.estimate
-    assert "time: about" in str(summary)
+    # resnet56-a lacks only Scratch-B, and no Scratch-B of resnet56 is measured yet: it counts as its large model's
+    # one epoch at 300 s (the budget Scratch-B is given), 5 min
+    assert left_a.endswith("; about 0.1 h to train)")
+    # resnet56-b: fine-tuning as the median ResNet-56 fine-tuning (1.5 min) and its control as A's (1 min),
+    # Scratch-E one epoch at A's 300 s per epoch (5 min; 10 min if the estimate ignored the epochs), Scratch-B 5 min
+    assert left_b.endswith("; about 0.2 h to train)")
+    # with A's Scratch-B and the large model, unless cached, as its record's 5 minutes: 22.5 min in all
+    assert "about 0.4 h of training in all" in summary.estimate
+    assert "nothing like them measured yet" not in summary.estimate and "time: about" in str(summary)
+
+
+def test_a_dry_run_times_an_architecture_no_run_trained_from_its_convergence_check(tmp_path, fashion_root):
+    # ResNet-110's rows come after its convergence check: before any of its runs, the check's 1x training times
+    # the large models and (an upper bound) the pruned runs
+    from rethink.convergence import convergence_run_id
+    from rethink.experiment import configure
+    from rethink.records import FORMAT, write_record
+    out = tmp_path / "tiny"
+    cfg = configure(method="l1-norm", arch="resnet56", variant="resnet56-a", dataset="fashion-mnist",
+                    profile="smoke", device="cpu", seeds=[0], epochs=1, finetune_epochs=1, train_subset=32)
+    run_id = convergence_run_id(cfg, 1, 0)
+    write_record(dict(format=FORMAT, run_id=run_id, regime="convergence", factor=1, seed=0, config=cfg.to_dict(),
+                      metrics=dict(best_acc=50.0, final_acc=50.0, epochs=1, train_time_s=600.0),
+                      baseline_tag="unpruned", model=dict(arch="resnet56", widths=[1]),
+                      provenance=dict(device="cpu", wall_time_s=600.0)),
+                 tmp_path / "convergence" / "records" / f"{run_id}.json")
+    summary = sweep(TINY, output_dir=str(out), overrides={"data_root": fashion_root}, dry_run=True)
+    n = len(expand(load_grid(TINY), output_dir=str(out), overrides={"data_root": fashion_root}, cwd=ROOT)[0][0].records)
+    # each run: its n - 1 pruned trainings at the large model's 10 min per epoch, one epoch each
+    assert summary.pending == [f"resnet56-{v} (0 of {n} records, 0 of 1 large models cached; about "
+                               f"{(n - 1) * 10 / 60:.1f} h to train)" for v in "ab"]
+    assert f"about {(2 * (n - 1) + 1) * 10 / 60:.1f} h of training in all" in summary.estimate
+    # without the check nothing is measured
+    (tmp_path / "convergence" / "records" / f"{run_id}.json").unlink()
+    assert "nothing like them measured yet" in sweep(TINY, output_dir=str(out), dry_run=True,
+                                                     overrides={"data_root": fashion_root}).estimate
 
 
 def test_a_page_the_book_toc_lacks_is_named_before_it_is_written(tmp_path, monkeypatch):
