@@ -90,6 +90,10 @@ def _scratch_words(rows: pd.DataFrame) -> tuple[str, str]:
     names = ", ".join(sorted({pruned_label(m, model) for m, model in zip(decided.method, decided.model)}))
     ours = (f"{models} pruned model(s) ({names}), {n} comparisons (Scratch-E/B - fine-tuned, {seeds} seeds each): "
             f"{better} scratch better, {n - better - worse} on par, {worse} scratch worse")
+    if worse:  # which ones: what makes a claim "mixed" is shown, not left to the results page
+        lost = decided[decided.verdict == "scratch worse"]
+        ours += " (" + ", ".join(f"{pruned_label(m, model)} {c.split(' - ')[0]}" for m, model, c in
+                                 zip(lost.method, lost.model, lost.comparison)) + ")"
     shared = int(decided.shared.fillna(False).astype(bool).sum()) if "shared" in decided else 0
     if shared:
         ours += (f" ({shared} of them compare with scratch runs shared with another method of the same widths: "

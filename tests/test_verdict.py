@@ -146,6 +146,12 @@ def test_findings_are_computed_from_the_verdicts(tmp_path):
     worse = better.assign(best_acc=[b - 3.0 if r in ("scratch-e", "scratch-b") else b
                                     for r, b in zip(better.regime, better.best_acc)])
     assert findings_table(verdicts(worse), book_dir=tmp_path).iloc[0].verdict == "contradicted"
+    # one comparison worse of two: mixed, and the worse one is named
+    mixed = better.assign(best_acc=[b - 3.0 if r == "scratch-e" else b
+                                    for r, b in zip(better.regime, better.best_acc)])
+    row = findings_table(verdicts(mixed), book_dir=tmp_path).iloc[0]
+    assert row.verdict == "mixed" and "1 scratch worse (vgg16-a Scratch-E)" in row.ours
+    assert "scratch worse (" not in predefined.ours
     # the models counted are named, and a row still waiting for its re-run is named apart, not counted
     assert "(vgg16-a)" in predefined.ours and "not yet re-run" not in predefined.ours
     waiting = pd.DataFrame(dict(method=["l1-norm", "sfp"], arch=["resnet110", "resnet56"],
