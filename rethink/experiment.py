@@ -26,7 +26,7 @@ from .config import RunConfig
 from .data import DatasetInfo, get_loaders
 from .metrics import count_flops, count_params, layer_sparsity, sparsity
 from .models import default_widths, get_model, scale_widths
-from .prune import Hooks, baseline_training, get_method, is_predefined, method_kwargs, method_regimes
+from .prune import Hooks, PruneResult, baseline_training, get_method, is_predefined, method_kwargs, method_regimes
 from .records import (FORMAT, READABLE_FORMATS, atomic_torch_save, earlier_train_s, file_format, provenance,
                       read_record, write_record)
 from .train import Schedule, train
@@ -181,13 +181,13 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
         t0 = time.time()
         path = _record_path(out, cfg, "baseline", seed)
         rec = read_record(path) if resume else None
-        if ("fine-tune" not in wanted and is_predefined(cfg.prune.method) and not baseline_path(cfg, seed).exists()
-                and same_settings(rec, cfg, any_method=True)):
-            # scratch runs of a predefined method take only widths from pruning, and those follow from the ratios
-            # alone: the untrained large model gives them, and retraining the trained one (gone from the cache,
-            # its record here) would cost hours for nothing
+        stand_in = large_model_stand_in(cfg, seed, wanted) if resume else None
+        if stand_in == "untrained":
             base, weights_used = initial_model(cfg, info, seed), False
             base_info = _model_info(base, info)
+        elif stand_in is not None:  # the record that keeps the pruned model
+            done_rec = stand_in
+            base, weights_used, base_info = None, False, done_rec["baseline"]
         else:
             base, base_metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
             base_info, weights_used = _model_info(base, info), True
@@ -202,15 +202,22 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             continue
 
         train_loader.reseed(seed)  # a method that samples training data (ThiNet) sees the same batches every time
-        result = get_method(cfg.prune.method)(copy.deepcopy(base), **method_kwargs(cfg.prune.method, cfg.prune, seed,
-                                                                                      loader=train_loader))
-        pruned_info = _model_info(result.model, info, sparse=bool(result.masks))
+        if base is None:  # the pruned model as its record keeps it (structured: its widths say it all)
+            result = PruneResult(model=build_model(cfg, info, done_rec["model"]["widths"]),
+                                 widths=done_rec["model"]["widths"], keep={}, clamped=done_rec["prune"]["clamped"])
+        else:
+            result = get_method(cfg.prune.method)(copy.deepcopy(base), **method_kwargs(cfg.prune.method, cfg.prune,
+                                                                                          seed, loader=train_loader))
+        pruned_info = done_rec["model"] if base is None else _model_info(result.model, info, sparse=bool(result.masks))
         hooks = result.hooks()  # e.g. masks kept at zero (unstructured pruning); none for structured methods
         epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"], cfg.data.dataset)
         base_ref = dict(flops=base_info["flops"], params=base_info["params"], widths=base_info["widths"],
-                        **(dict(cached=cached) if weights_used else dict(weights_used=False)))
+                        **(dict(cached=cached) if weights_used else dict(widths_from=done_rec["run_id"])
+                           if base is None else dict(weights_used=False)))
         # what the method measured on the trained weights (an untrained model's reconstruction errors mean nothing)
         report = dict(report=result.report) if result.report and weights_used else {}
+        if base is None and "report" in done_rec["prune"]:  # measured on the very weights, when it was pruned
+            report = dict(report=done_rec["prune"]["report"])
         for regime in wanted:
             path = _record_path(out, cfg, regime, seed)
             rec = read_record(path) if resume else None
@@ -283,7 +290,7 @@ def same_settings(rec: dict | None, cfg: RunConfig, any_method: bool = False) ->
     record is the same whichever other seeds ran with it, so seeds run as separate processes (``run --seeds 1``)
     are reused by a run of all of them.  With ``any_method`` the method setting does not count either: a baseline
     is shared by every method setting, and a scratch twin comes from another method."""
-    if rec is None or file_format(rec) not in READABLE_FORMATS:
+    if rec is None or file_format(rec) not in READABLE_FORMATS or "config" not in rec:
         return False
     theirs = RunConfig.from_dict(rec["config"])
     return dataclasses.replace(theirs, seeds=cfg.seeds, prune=cfg.prune if any_method else theirs.prune) == cfg
@@ -301,6 +308,37 @@ def _finished(out: Path, cfg: RunConfig, seed: int, regimes: list) -> list | Non
     if not same_settings(base, cfg, any_method=True) or not all(same_settings(r, cfg) for r in runs):
         return None
     return [base] + runs
+
+
+def large_model_stand_in(cfg: RunConfig, seed: int, regimes, cwd: str | Path = ".") -> str | dict | None:
+    """What stands in for ``seed``'s trained large model when it is gone from the cache (its record here) and
+    ``regimes`` need only the pruned widths, so that retraining it would cost hours for nothing: "untrained" for
+    scratch runs of a predefined method (the ratios give the widths, the untrained large model does too), or a
+    finished record of the seed that keeps its pruned model (:func:`_recorded_pruning`: scratch runs left of a
+    structured method, its fine-tuning recorded); None where the large model is needed, or cached.  ``cwd``: where
+    a relative ``output_dir`` starts."""
+    out = Path(cwd) / cfg.output_dir / "records"
+    if baseline_path(cfg, seed).exists() or not same_settings(read_record(_record_path(out, cfg, "baseline", seed)),
+                                                               cfg, any_method=True):
+        return None
+    if "fine-tune" not in regimes and is_predefined(cfg.prune.method):
+        return "untrained"
+    return _recorded_pruning(out, cfg, seed, list(regimes))
+
+
+def _recorded_pruning(out: Path, cfg: RunConfig, seed: int, wanted: list) -> dict | None:
+    """A finished record of ``seed`` under ``cfg``'s settings that keeps its pruned model, where all that is left of
+    ``wanted`` are scratch runs of a structured method (no masks: the widths are the whole pruned model); else None.
+    Its ``baseline`` holds the large model's size, its ``model`` the pruned widths."""
+    recs = {r: read_record(_record_path(out, cfg, r, seed)) for r in method_regimes(cfg.prune.method)}
+    left = [r for r in wanted if not same_settings(recs[r], cfg)]
+    done = [rec for rec in recs.values() if same_settings(rec, cfg)]
+    if not left or "fine-tune" in left or not done:
+        return None
+    rec = done[0]
+    if "dense_params" in rec["model"] or "flops" not in rec.get("baseline", {}):  # masked: widths do not say it all
+        return None
+    return rec
 
 
 def scratch_twin(out: Path, cfg: RunConfig, regime: str, seed: int, widths: list, epochs: int) -> dict | None:

@@ -642,22 +642,37 @@ def _tasks(runs: list[Run], baselines: dict, summary: Summary, split: bool = Tru
         deps = []
         for name in dict.fromkeys(t.baseline for t in todo):
             b = baselines[name]
-            task = _Task(f"baseline:{name}", "baseline", dataclasses.asdict(b), [], f"baseline {name}",
-                         log_dir=Path(b.cwd) / run.output_dir / STATE / f"baseline-{Path(name).stem}")
-            with contextlib.suppress(Exception):  # cached on this machine: the local engine has nothing to train
-                task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
-            deps.append(add(task))
             mine = [(other, t) for other, other_todo in plans[i:] if split for t in other_todo if t.baseline == name]
+            # a large model gone from the cache whose trainings left need only its pruned widths (kept by their
+            # records, or following from the ratios) is not trained again
+            needed = any(_needs_large_model(t) for t in ([t for _, t in mine] if split else
+                                                          [t for t in todo if t.baseline == name]))
+            if needed:
+                task = _Task(f"baseline:{name}", "baseline", dataclasses.asdict(b), [], f"baseline {name}",
+                             log_dir=Path(b.cwd) / run.output_dir / STATE / f"baseline-{Path(name).stem}")
+                with contextlib.suppress(Exception):  # cached on this machine: the local engine has nothing to train
+                    task.cached = baseline_path(configure(**dict(b.params)), b.seed).exists()
+                deps.append(add(task))
             # the longest first (Scratch-B trains the most epochs, fine-tuning the fewest), so that the seed's
             # last training does not start late and leave the other job idle
             for other, t in sorted(mine, key=lambda ot: LONGEST_FIRST.get(ot[1].regime, len(LONGEST_FIRST))):
-                key = add(_Task(f"training:{t.record}", "training", dataclasses.asdict(t), [f"baseline:{t.baseline}"],
+                key = add(_Task(f"training:{t.record}", "training", dataclasses.asdict(t),
+                                [f"baseline:{t.baseline}"] if needed else [],
                                 t.label, log_dir=other.state_dir / f"training-{Path(t.record).stem}"))
                 if other is run:
                     deps.append(key)
         spec = dataclasses.asdict(dataclasses.replace(run, trainings=[]))  # its worker's argument: kept short
         add(_Task(f"run:{run.run_id}", "run", spec, deps, run.name, log_dir=run.state_dir))
     return tasks
+
+
+def _needs_large_model(t: Training) -> bool:
+    """Whether training ``t`` needs its seed's trained large model (:func:`rethink.experiment.large_model_stand_in`
+    says where it does not); a large model's own record and a control's fine-tuning always do."""
+    from .experiment import configure, large_model_stand_in
+    if t.regime == "baseline" or t.control:
+        return True
+    return large_model_stand_in(configure(**dict(t.params)), t.seed, (t.regime,), cwd=t.cwd) is None
 
 
 def _how_far(task: _Task, cached: set, left: Optional[dict] = None) -> str:
@@ -734,8 +749,9 @@ def _large_model_minutes(done, cfg, regime: str, checks=None) -> Optional[float]
 
 def _trainings_left(task: _Task, done, checks=None) -> dict:
     """{what: estimated wall minutes, or None when nothing like it is measured} for what ``task`` still has to
-    train: a run's missing records, each as :func:`_minutes_like` judges it from ``done`` and ``checks`` (keyed by path; a large model's record
-    costs nothing, its baseline task trains it); a baseline task's large model unless cached."""
+    train: a run's missing records, each as :func:`_minutes_like` judges it from ``done`` and ``checks`` (keyed
+    by path; a large model's record costs nothing, its baseline task trains it); a baseline task's large model unless
+    cached."""
     from .experiment import configure, control_config, trainings
     if task.kind == "baseline":
         return {} if task.cached else {task.key: _minutes_like(done, configure(**dict(task.spec["params"])),
@@ -945,9 +961,9 @@ def sweep(grid_path: str | Path, profile: Optional[str] = None, overrides: Optio
         elif tasks:
             summary.estimate = (f"about {minutes / 60:.1f} h of training in all, large models included, judged "
                                 f"from the wall times of the finished runs in {folder} (as they ran: see their "
-                                f"provenance; scratch runs that two methods share count twice; a pruned model with nothing like it "
-                                f"measured at its large model's epoch time, an upper bound, and a large model no run "
-                                f"trained yet at its convergence check's)"
+                                f"provenance; scratch runs that two methods share count twice; a pruned model "
+                                f"with nothing like it measured at its large model's epoch time, an upper bound, "
+                                f"and a large model no run trained yet at its convergence check's)"
                                 + (f"; {unknown} training(s) with nothing like them measured yet, not counted"
                                    if unknown else ""))
         return summary

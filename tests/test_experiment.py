@@ -103,6 +103,46 @@ def test_a_large_model_gone_from_the_cache_is_not_retrained_when_not_needed(tmp_
     assert calls[0].startswith("baseline")
 
 
+def test_scratch_runs_left_of_a_seed_take_its_pruned_widths_from_its_records(tmp_path, fashion_root, monkeypatch):
+    # slimming's widths come from the trained weights; with the seed's fine-tuning recorded and its large model
+    # gone from the cache, the scratch runs take the widths the records keep instead of retraining the large model
+    cfg = tiny(tmp_path, fashion_root, seeds=[0], method="slimming")
+    first = {r["regime"]: r for r in run_experiment(cfg, progress=False, regimes=("fine-tune",))}
+    experiment.baseline_path(cfg, 0).unlink()  # the cache did not survive
+    real_train, calls = experiment.train, []
+    monkeypatch.setattr(experiment, "train", lambda model, *a, desc="", **k: calls.append(desc) or
+                        real_train(model, *a, desc=desc, **k))
+    rest = {r["regime"]: r for r in run_experiment(cfg, progress=False)}
+    assert [c.split()[0] for c in calls] == ["scratch-e", "scratch-b"]
+    assert not experiment.baseline_path(cfg, 0).exists()
+    assert [rest[r]["metrics"] for r in ("baseline", "fine-tune")] == \
+        [first[r]["metrics"] for r in ("baseline", "fine-tune")]
+    sb = rest["scratch-b"]
+    assert sb["model"] == first["fine-tune"]["model"]
+    assert sb["prune"]["clamped"] == first["fine-tune"]["prune"]["clamped"]
+    assert sb["baseline"]["widths_from"] == first["fine-tune"]["run_id"]
+    assert {k: sb["baseline"][k] for k in ("flops", "params", "widths")} == \
+        {k: first["fine-tune"]["baseline"][k] for k in ("flops", "params", "widths")}
+    # the very trainings a run with its large model gives: the same widths, epochs and accuracy curve
+    calls.clear()
+    full = {r["regime"]: r for r in run_experiment(dataclasses.replace(cfg, output_dir=str(tmp_path / "full")),
+                                                   progress=False)}
+    assert calls[0].startswith("baseline")
+    for regime in ("scratch-e", "scratch-b"):
+        assert full[regime]["model"] == rest[regime]["model"]
+        assert [c["test_acc"] for c in full[regime]["metrics"]["curve"]] == \
+            [c["test_acc"] for c in rest[regime]["metrics"]["curve"]]
+    # a scratch run alone, its fine-tuning not recorded yet: the large model is needed (its pruning is not kept)
+    experiment.baseline_path(cfg, 0).unlink()
+
+    class Needed(Exception):
+        pass
+    monkeypatch.setattr(experiment, "get_baseline", lambda *a, **k: (_ for _ in ()).throw(Needed()))
+    with pytest.raises(Needed):
+        run_experiment(dataclasses.replace(cfg, output_dir=str(tmp_path / "alone")), progress=False,
+                       regimes=("scratch-e",))
+
+
 def test_corrupt_checkpoint_is_retrained(tmp_path, fashion_root):
     cfg = tiny(tmp_path, fashion_root, seeds=[5])
     run_experiment(cfg, progress=False)

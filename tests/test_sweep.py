@@ -206,6 +206,52 @@ def test_each_missing_record_is_a_training_task_between_its_large_model_and_its_
                                                                ("run", None)]
 
 
+def test_a_large_model_gone_from_the_cache_is_trained_only_for_what_needs_its_weights(tmp_path, fashion_root):
+    # a later session (its cache gone) with a seed's fine-tuning recorded: the scratch runs left need only the
+    # pruned widths, which the records keep, so no large-model task is planned and they wait for none
+    from rethink.experiment import baseline_path, configure
+    from rethink.records import FORMAT, write_record
+    from rethink.sweep import Summary, Training, _tasks
+    grid = write_grid(tmp_path, file="slim", description="slimming on a tiny VGG-11", kind="experiment",
+                      notebook="notebooks/scratch_vs_finetune.ipynb", output_dir="runs/slim", name="{arch}",
+                      parameters=dict(method="slimming", dataset="fashion-mnist", profile="smoke", device="cpu",
+                                      seeds=[0], epochs=1, finetune_epochs=1, train_subset=32, prune_ratio=0.5),
+                      axes=[{"arch": ["vgg11"]}])
+    out = tmp_path / "slim"
+    runs, baselines = expand(load_grid(grid), output_dir=str(out), overrides={"data_root": fashion_root}, cwd=ROOT)
+    by_regime = {t["regime"]: Training(**t) for t in runs[0].trainings}
+
+    def write(regime):  # a finished record as run_experiment writes it (its settings are what counts)
+        t = by_regime[regime]
+        write_record(dict(format=FORMAT, run_id=Path(t.record).stem, regime=regime, seed=0,
+                          config=configure(**dict(t.params)).to_dict(),
+                          metrics=dict(best_acc=50.0, final_acc=50.0, epochs=1),
+                          model=dict(arch="vgg11", params=1, flops=1, widths=[1]),
+                          baseline=dict(params=2, flops=2, widths=[2]), prune=dict(clamped=[]),
+                          provenance=dict(device="cpu", wall_time_s=1.0)), Path(t.cwd) / t.record)
+
+    def plan():
+        tasks = _tasks(runs, baselines, Summary("slim", str(out)))
+        return [t.kind for t in tasks], {t.spec.get("regime"): t.deps for t in tasks if t.kind == "training"}
+
+    write("baseline")
+    write("scratch-e")
+    kinds, deps = plan()  # the fine-tuning needs the trained weights, so Scratch-B waits for the large model too
+    assert kinds[0] == "baseline" and deps == {r: [f"baseline:{runs[0].baselines[0]}"] for r in ("fine-tune",
+                                                                                                 "scratch-b")}
+    write("fine-tune")
+    kinds, deps = plan()
+    assert kinds == ["training", "run"] and deps == {"scratch-b": []}
+    # the large model in the cache: its task is planned (done at once), as ever
+    path = baseline_path(configure(**dict(by_regime["baseline"].params)), 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    try:
+        assert plan()[0] == ["baseline", "training", "run"]
+    finally:
+        path.unlink()
+
+
 def test_a_seeds_regimes_come_before_the_next_seeds_large_model(tmp_path, fashion_root):
     # a free job takes the first ready task: seed 0's regimes are trained before seed 1's large model starts
     # waiting for a job, so that a session's hard stop leaves whole seeds of records behind, not three large
