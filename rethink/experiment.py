@@ -187,7 +187,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             base_info = _model_info(base, info)
         elif stand_in is not None:  # the record that keeps the pruned model
             done_rec = stand_in
-            base, weights_used, base_info = None, False, done_rec["baseline"]
+            base, base_info = None, done_rec["baseline"]
         else:
             base, base_metrics, cached = get_baseline(cfg, seed, info, train_loader, test_loader, progress)
             base_info, weights_used = _model_info(base, info), True
@@ -202,22 +202,23 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             continue
 
         train_loader.reseed(seed)  # a method that samples training data (ThiNet) sees the same batches every time
-        if base is None:  # the pruned model as its record keeps it (structured: its widths say it all)
-            result = PruneResult(model=build_model(cfg, info, done_rec["model"]["widths"]),
-                                 widths=done_rec["model"]["widths"], keep={}, clamped=done_rec["prune"]["clamped"])
+        if base is None:  # the pruned model as its record keeps it (structured: its widths say it all), and what
+            # the method measured when it pruned the trained weights
+            widths, kept = done_rec["model"]["widths"], done_rec["prune"]
+            result = PruneResult(model=build_model(cfg, info, widths), widths=widths, keep={},
+                                 clamped=kept["clamped"], report=kept.get("report", []))
+            pruned_info, whose, measured = done_rec["model"], dict(widths_from=done_rec["run_id"]), True
         else:
             result = get_method(cfg.prune.method)(copy.deepcopy(base), **method_kwargs(cfg.prune.method, cfg.prune,
                                                                                           seed, loader=train_loader))
-        pruned_info = done_rec["model"] if base is None else _model_info(result.model, info, sparse=bool(result.masks))
+            pruned_info = _model_info(result.model, info, sparse=bool(result.masks))
+            whose = dict(cached=cached) if weights_used else dict(weights_used=False)
+            measured = weights_used
         hooks = result.hooks()  # e.g. masks kept at zero (unstructured pruning); none for structured methods
         epochs_b = scratch_b_epochs(cfg.train.epochs, base_info["flops"], pruned_info["flops"], cfg.data.dataset)
-        base_ref = dict(flops=base_info["flops"], params=base_info["params"], widths=base_info["widths"],
-                        **(dict(cached=cached) if weights_used else dict(widths_from=done_rec["run_id"])
-                           if base is None else dict(weights_used=False)))
+        base_ref = dict(flops=base_info["flops"], params=base_info["params"], widths=base_info["widths"], **whose)
         # what the method measured on the trained weights (an untrained model's reconstruction errors mean nothing)
-        report = dict(report=result.report) if result.report and weights_used else {}
-        if base is None and "report" in done_rec["prune"]:  # measured on the very weights, when it was pruned
-            report = dict(report=done_rec["prune"]["report"])
+        report = dict(report=result.report) if result.report and measured else {}
         for regime in wanted:
             path = _record_path(out, cfg, regime, seed)
             rec = read_record(path) if resume else None

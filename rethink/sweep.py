@@ -698,22 +698,30 @@ def _how_far(task: _Task, cached: set, left: Optional[dict] = None) -> str:
 def _minutes_like(done, cfg, regime: str, checks=None) -> Optional[float]:
     """Wall minutes a missing run of ``regime`` under ``cfg`` should take, judged from finished records ``done``
     (:func:`rethink.records.load_records`): those of the same row's other seeds (same method, variant and ratio),
-    else any run of the same arch and regime on the same data and profile, else (nothing pruned of this arch
-    measured yet) its large model's (:func:`_large_model_minutes`); None when none is measured.  Their median
+    else any run of the same arch and regime on the same data and profile; None when none is measured.  Their median
     seconds per epoch times the epochs this run trains, so that records of another schedule (a profile whose
     epochs changed) still count: the large model's epochs, the fine-tuning epochs, or for Scratch-B the large
-    model's epochs times the measured runs' median ratio of their Scratch-B epochs to their large model's."""
-    if done is None or done.empty:
-        return _large_model_minutes(done, cfg, regime, checks)
+    model's epochs times the measured runs' median ratio of their Scratch-B epochs to their large model's.
+    With nothing pruned of this arch measured yet, a pruned run counts as its large model's epochs (an upper bound:
+    a pruned model has fewer FLOPs; Scratch-B's budget is the large model's training), and a large model no run
+    trained yet as the convergence check of that very model in ``checks`` (:func:`rethink.convergence.book_checks`)."""
     like = done[(done.dataset == cfg.data.dataset) & (done.profile == cfg.profile) & (done.arch == cfg.arch)
-                & (done.regime == regime)]
-    if regime != "baseline":
+                & (done.regime == regime)] if done is not None and not done.empty else []
+    if len(like) and regime != "baseline":
         p = cfg.prune
         row = like[(like.method == p.method) & (like.variant.fillna("") == (p.variant or ""))
                    & (like.prune_ratio.fillna(-1) == (p.prune_ratio if p.prune_ratio is not None else -1))]
         like = row if len(row) else like
+    if not len(like) and regime != "baseline":
+        large = _minutes_like(done, cfg, "baseline", checks)
+        return None if large is None else large * (cfg.train.finetune_epochs / cfg.train.epochs
+                                                   if regime == "fine-tune" else 1)
     if not len(like):
-        return _large_model_minutes(done, cfg, regime, checks)
+        from .convergence import convergence_of
+        check = None if checks is None or checks.empty else convergence_of(cfg.to_dict(), checks)
+        if check is None or check["time_s_x1"] != check["time_s_x1"]:  # NaN: no time recorded
+            return None
+        return check["time_s_x1"] / max(1, check["epochs_x1"]) * cfg.train.epochs / 60
     epochs = like.epochs.astype(float).clip(lower=1)
     per_epoch_s = float((like.wall_time_s / epochs).median())
     if regime == "fine-tune":
@@ -723,28 +731,6 @@ def _minutes_like(done, cfg, regime: str, checks=None) -> Optional[float]:
     else:
         n = cfg.train.epochs
     return per_epoch_s * n / 60
-
-
-def _large_model_minutes(done, cfg, regime: str, checks=None) -> Optional[float]:
-    """Where nothing like a run is measured: its large model's seconds per epoch (another run's large model of the
-    same arch, data and profile, else the convergence check of this very large model in ``checks``,
-    :func:`rethink.convergence.book_checks`) times the epochs the run trains; None without either.  For a pruned
-    run this bounds the time from above (a pruned model has fewer FLOPs), except Scratch-B, whose budget is the
-    large model's training: as many epochs of the large model."""
-    per_epoch_s = None
-    if done is not None and not done.empty:
-        large = done[(done.dataset == cfg.data.dataset) & (done.profile == cfg.profile) & (done.arch == cfg.arch)
-                     & (done.regime == "baseline")]
-        if len(large):
-            per_epoch_s = float((large.wall_time_s / large.epochs.astype(float).clip(lower=1)).median())
-    if per_epoch_s is None and checks is not None and not checks.empty:
-        from .convergence import convergence_of
-        check = convergence_of(cfg.to_dict(), checks)
-        if check is not None and check["time_s_x1"] == check["time_s_x1"]:  # NaN: no time recorded
-            per_epoch_s = check["time_s_x1"] / max(1, check["epochs_x1"])
-    if per_epoch_s is None:
-        return None
-    return per_epoch_s * (cfg.train.finetune_epochs if regime == "fine-tune" else cfg.train.epochs) / 60
 
 
 def _trainings_left(task: _Task, done, checks=None) -> dict:
