@@ -93,10 +93,13 @@ def test_the_book_profile_trains_sfp_longer_and_only_sfp():
                         dataset="fashion-mnist") for m in ("sfp", "l1-norm", "sss")}
     assert (cfg["sfp"].train.epochs, cfg["sfp"].train.finetune_epochs) == (120, 30)
     assert all((cfg[m].train.epochs, cfg[m].train.finetune_epochs) == (30, 8) for m in ("l1-norm", "sss"))
-    # ResNet-20 (the lottery's large model) was not converged at 30 epochs: 60; ResNet-56 and -110 keep 30
+    # ResNet-20 (the lottery's large model) and ResNet-110 were not converged at 30 epochs: 60; ResNet-56 keeps 30
     from rethink.config import make_config
-    assert [make_config(arch=a, dataset="fashion-mnist", profile="book", device="cpu").train.epochs
-            for a in ("resnet20", "resnet56", "resnet110")] == [60, 30, 30]
+    cfgs = [make_config(arch=a, dataset="fashion-mnist", profile="book", device="cpu")
+            for a in ("resnet20", "resnet56", "resnet110")]
+    assert [(c.train.epochs, c.train.finetune_epochs, c.train.warmup_epochs) for c in cfgs] == [
+        (60, 15, 0), (30, 8, 0), (60, 15, 1)]
+    assert cfgs[2].perf.compile == "default"  # ResNet-110 keeps every "resnet" setting beside its own
     # an explicit setting still wins
     assert configure(method="sfp", arch="resnet56", prune_ratio=0.3, profile="book", device="cpu",
                      dataset="fashion-mnist", epochs=10).train.epochs == 10
