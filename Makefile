@@ -2,8 +2,9 @@
 #   make book   create .venv, install, build the book from the committed executed notebooks
 #   make test   create .venv, install, run the whole test suite (unit tests, notebook smoke runs, book build -W)
 # Other targets:
-#   make runs   the convergence check of every large model (make convergence), then every grid (grids/*.yaml: book
-#               profile, Fashion-MNIST) with the sweep, which skips runs already done and redoes failed or
+#   make runs   the carried checkpoints into the cache (book/checkpoints, if any), the convergence check of
+#               every large model (make convergence), then every grid (grids/*.yaml: book profile,
+#               Fashion-MNIST) with the sweep, which skips runs already done and redoes failed or
 #               interrupted ones; then the results page and the book
 #   make labs   the course labs (notebooks/labs): student and instructor versions and autograders in _build/labs
 #   make lab-pages  ... and the executed instructor versions as the book's lab pages (book/labs, minutes per lab)
@@ -19,7 +20,7 @@ GRIDS ?= $(wildcard grids/*.yaml)
 # (book/perf/throughput-cpu-book.md).  Elsewhere e.g. SWEEP_ARGS="--jobs 4" or "--engine ray --address auto"
 SWEEP_ARGS ?= --jobs 2 --threads 1
 
-.PHONY: book test runs convergence clean install labs lab-pages
+.PHONY: book test runs convergence load-checkpoints clean install labs lab-pages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +52,14 @@ convergence: $(STAMP)
 	$(BIN)/python -c "from rethink.convergence import write_convergence_markdown as w; \
 	  w('book/convergence/records', 'book/convergence/table.md')"
 
-runs: $(STAMP) convergence
+# The large models and training states a session carried to the next (README, "Reproduce every table"): loaded
+# into the cache first, so that a training longer than one machine's life continues
+CHECKPOINTS ?= book/checkpoints
+
+load-checkpoints: $(STAMP)
+	if [ -d $(CHECKPOINTS) ]; then $(BIN)/python -m rethink cache --load $(CHECKPOINTS); fi
+
+runs: $(STAMP) load-checkpoints convergence
 	$(BIN)/python -m rethink sweep $(GRIDS) $(SWEEP_ARGS)
 	$(BIN)/papermill notebooks/results.ipynb book/results.ipynb --cwd . -p findings_dir book
 	$(BIN)/python -m rethink page book/results.ipynb

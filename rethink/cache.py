@@ -10,9 +10,17 @@ Leftovers: a state is removed by its caller once the record or checkpoint it lea
 behind only when a training was cut off and never resumed, or was killed between those two writes.  ``--clean``
 removes the ``.part`` files, the states of large models whose checkpoint exists, and the states not written for
 ``--older-than`` days (a training that runs writes its state at least every epoch or 30 s).
+
+Carrying: where the cache does not outlive a session (a fresh machine each time) but a folder does (a commit), a
+training longer than one session still ends: ``--save DIR`` copies the large models and the training states worth
+keeping into DIR, and ``--load DIR`` at the start of the next session copies them back (a state only where the
+cache has none that got as far).  A state loaded from DIR whose training has since ended (its caller removed it
+from the cache once the record or checkpoint was written) is removed from DIR by the next ``--save``; large models
+stay.  The book keeps its own in ``book/checkpoints`` (README, "Long runs").
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +29,7 @@ from typing import Optional
 import torch
 
 from .experiment import cache_dir
+from .records import atomic_write_bytes
 
 DAY_S = 86400.0
 
@@ -101,6 +110,59 @@ def clean(entries: list[Entry]) -> list[Entry]:
     return removed
 
 
+LOADED = "loaded-states.json"  # in the cache: the states --load copied in, so that --save knows which ended here
+
+
+def _epochs_done(e: Entry) -> int:
+    return int(e.epochs.split("/")[0]) if e.epochs else -1
+
+
+def load(src: Path, root: Path) -> list[str]:
+    """Copy the large models and training states of ``src`` into the cache ``root`` where it has no large model of
+    that name, or no state that got as far; returns the relative paths copied."""
+    have = {e.path.relative_to(root): e for e in cache_entries(root)} if root.exists() else {}
+    copied = []
+    for e in cache_entries(src):
+        rel = e.path.relative_to(src)
+        if e.kind == "partial write" or e.stale:
+            continue
+        mine = have.get(rel)
+        if mine is not None and (e.kind == "large model" or _epochs_done(mine) >= _epochs_done(e)):
+            continue
+        atomic_write_bytes(root / rel, e.path.read_bytes())
+        copied.append(str(rel))
+    states = [r for r in copied if r.endswith(".state.pt")]
+    loaded = root / LOADED
+    earlier = json.loads(loaded.read_text()) if loaded.exists() else []
+    atomic_write_bytes(loaded, json.dumps(sorted(set(earlier) | set(states)), indent=1).encode())
+    return copied
+
+
+def save(dst: Path, root: Path) -> tuple[list[str], list[str]]:
+    """Copy into ``dst`` the cache's large models and the training states that ``--clean`` keeps, unless ``dst``
+    has the same bytes; remove from ``dst`` the states of trainings that ended (loaded from it by :func:`load`
+    and since removed from the cache, or whose large model is now in ``dst``).  Returns (copied, removed)."""
+    copied, removed = [], []
+    entries = cache_entries(root) if root.exists() else []
+    for e in entries:
+        if e.kind == "partial write" or e.stale:
+            continue
+        rel = e.path.relative_to(root)
+        data = e.path.read_bytes()
+        if (dst / rel).exists() and (dst / rel).read_bytes() == data:
+            continue
+        atomic_write_bytes(dst / rel, data)
+        copied.append(str(rel))
+    loaded = root / LOADED
+    ended = {r for r in (json.loads(loaded.read_text()) if loaded.exists() else []) if not (root / r).exists()}
+    for e in cache_entries(dst) if dst.exists() else []:
+        rel = str(e.path.relative_to(dst))
+        if e.kind == "training state" and (rel in ended or e.stale == "its large model is cached"):
+            e.path.unlink()
+            removed.append(rel)
+    return copied, removed
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("cache", help="the cached large models and training states, how far each training got; "
                                      "--clean removes leftovers")
@@ -108,15 +170,28 @@ def add_parser(sub) -> None:
                                                         "states not written for --older-than days")
     p.add_argument("--older-than", type=float, default=7.0, metavar="DAYS",
                    help="a training state not written for this many days counts as abandoned (default 7)")
+    p.add_argument("--save", metavar="DIR", help="copy the large models and training states worth keeping into DIR "
+                                                 "(e.g. book/checkpoints, committed), for a later session's --load")
+    p.add_argument("--load", metavar="DIR", help="copy DIR's large models and training states into the cache where "
+                                                 "it has none that got as far")
     p.set_defaults(func=_main)
 
 
 def _main(args) -> int:
     root = cache_dir()
+    if args.load:
+        if not Path(args.load).is_dir():
+            raise SystemExit(f"rethink cache --load: no folder {args.load}")
+        copied = load(Path(args.load), root)
+        print(f"loaded {len(copied)} file(s) from {args.load} into {root}" + "".join(f"\n  {r}" for r in copied))
     entries = cache_entries(root, args.older_than) if root.exists() else []
     print(format_entries(entries, root))
     if args.clean:
         removed = clean(entries)
         print(f"removed {len(removed)} file(s), {sum(e.size_mb for e in removed):.1f} MB"
               + "".join(f"\n  {e.path.relative_to(root)} ({e.stale})" for e in removed))
+    if args.save:
+        copied, removed = save(Path(args.save), root)
+        print(f"saved {len(copied)} file(s) to {args.save}" + "".join(f"\n  {r}" for r in copied)
+              + f"\nremoved {len(removed)} state(s) of trainings that ended" + "".join(f"\n  {r}" for r in removed))
     return 0

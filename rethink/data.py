@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -78,12 +77,12 @@ def _fashion_mnist(root: Path, train: bool):
             if all((Path(folder) / (n + ".gz")).exists() for n in names):
                 # Debian recompressed the .gz files, so torchvision's md5 check of the archives fails; the idx
                 # files inside are the originals, and torchvision reads decompressed idx files without a check.
-                raw.mkdir(parents=True, exist_ok=True)
+                # Written atomically under a name of its own: the sweep's jobs may all find the files missing
+                # and decompress them at once.
+                from .records import atomic_write_bytes
                 for n in names:
-                    tmp = raw / (n + ".part")
-                    with gzip.open(Path(folder) / (n + ".gz")) as src, open(tmp, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    os.replace(tmp, raw / n)
+                    with gzip.open(Path(folder) / (n + ".gz")) as src:
+                        atomic_write_bytes(raw / n, src.read())
                 break
     try:
         ds = torchvision.datasets.FashionMNIST(str(root), train=train, download=False)

@@ -81,3 +81,61 @@ def test_cache_of_a_missing_folder_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RETHINK_CACHE", str(tmp_path / "none"))
     assert main(["cache", "--clean"]) == 0
     assert "empty" in capsys.readouterr().out
+
+
+def test_save_and_load_carry_a_training_to_the_next_session(tmp_path, monkeypatch, capsys):
+    """A session's cache is gone by the next one; a committed folder is not: --save, then --load on a fresh cache,
+    carries the large models and the states under way, and the next --save drops the states whose training ended."""
+    monkeypatch.setattr(train_module, "STATE_EVERY_S", 0.0)
+    carry, first, second = tmp_path / "carry", tmp_path / "cache1", tmp_path / "cache2"
+    monkeypatch.setenv("RETHINK_CACHE", str(first))
+    under_way = first / "baselines" / "resnet110-aaaa.state.pt"
+    interrupted_state(under_way, 2)
+    regime = first / "training-states" / "run-scratch-b-s0-bbbb.state.pt"
+    interrupted_state(regime, 1)
+    done = first / "baselines" / "vgg19-cccc.state.pt"      # its large model is cached: not worth carrying
+    interrupted_state(done, 1)
+    torch.save(dict(format=2, metrics=dict(best_acc=91.5), state_dict={}, widths=[]),
+               first / "baselines" / "vgg19-cccc.pt")
+    (first / "baselines" / ".x.pt.y.part").write_bytes(b"half")
+
+    assert main(["cache", "--save", str(carry)]) == 0
+    assert "saved 3 file(s)" in capsys.readouterr().out
+    carried = sorted(str(p.relative_to(carry)) for p in carry.rglob("*") if p.is_file())
+    assert carried == ["baselines/resnet110-aaaa.state.pt", "baselines/vgg19-cccc.pt",
+                       "training-states/run-scratch-b-s0-bbbb.state.pt"]
+    assert main(["cache", "--save", str(carry)]) == 0            # nothing changed: nothing rewritten
+    assert "saved 0 file(s)" in capsys.readouterr().out
+
+    monkeypatch.setenv("RETHINK_CACHE", str(second))            # the next session: an empty cache
+    (second / "training-states").mkdir(parents=True)
+    further = second / "training-states" / "run-scratch-b-s0-bbbb.state.pt"
+    interrupted_state(further, 2)                                # this cache got further: it is kept
+    assert main(["cache", "--load", str(carry)]) == 0
+    assert "loaded 2 file(s)" in capsys.readouterr().out
+    assert (second / "baselines" / "resnet110-aaaa.state.pt").read_bytes() == under_way.read_bytes()
+    assert torch.load(further, weights_only=True)["curve"][-1]["epoch"] == 2
+
+    # the large model's training ends here: its caller writes the checkpoint and removes the state
+    (second / "baselines" / "resnet110-aaaa.state.pt").unlink()
+    torch.save(dict(format=2, metrics=dict(best_acc=90.3), state_dict={}, widths=[]),
+               second / "baselines" / "resnet110-aaaa.pt")
+    assert main(["cache", "--save", str(carry)]) == 0
+    out = capsys.readouterr().out
+    assert "removed 1 state(s)" in out and "baselines/resnet110-aaaa.state.pt" in out
+    assert (carry / "baselines" / "resnet110-aaaa.pt").exists() and (carry / "baselines" / "vgg19-cccc.pt").exists()
+    assert not (carry / "baselines" / "resnet110-aaaa.state.pt").exists()
+    # the regime state got further here: the carried one is replaced, not removed
+    assert torch.load(carry / "training-states" / "run-scratch-b-s0-bbbb.state.pt",
+                      weights_only=True)["curve"][-1]["epoch"] == 2
+
+    # a state this cache never loaded (another session's, not loaded here) is not taken for one that ended
+    monkeypatch.setenv("RETHINK_CACHE", str(tmp_path / "cache3"))
+    assert main(["cache", "--save", str(carry)]) == 0
+    assert (carry / "training-states" / "run-scratch-b-s0-bbbb.state.pt").exists()
+
+
+def test_load_from_a_missing_folder_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETHINK_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit, match="no folder"):
+        main(["cache", "--load", str(tmp_path / "none")])

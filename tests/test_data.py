@@ -44,6 +44,50 @@ def test_fashion_mnist_from_a_recompressed_system_folder(tmp_path, monkeypatch, 
     assert torch.allclose(xt[:, :, :2, :], torch.full_like(xt[:, :, :2, :], zero), atol=1e-5)
 
 
+def test_two_jobs_decompress_the_system_folder_at_once(tmp_path, monkeypatch, no_download):
+    """The sweep's jobs start together on a fresh machine: both find the idx files missing and decompress them;
+    neither may trip over the other's half-written file."""
+    import gzip
+    import threading
+    system = make_fashion_folder(tmp_path / "system", n_train=50, n_test=20, gz=True)
+    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST", (str(system),))
+    together = threading.Barrier(2, timeout=20)
+    real_open = gzip.open
+
+    class Together:  # both jobs read each file at the same moment, their output files already open
+        def __init__(self, *a, **k):
+            self.f, self.waited = real_open(*a, **k), False
+
+        def read(self, *a):
+            if not self.waited:
+                self.waited = True
+                together.wait()
+            return self.f.read(*a)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(data.gzip, "open", Together)
+    errors, labels = [], []
+
+    def job():
+        try:
+            labels.append(len(data._fashion_mnist(tmp_path / "root", True)[1]))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and labels == [50, 50]
+    assert not list((tmp_path / "root" / "FashionMNIST" / "raw").glob("*.part"))
+
+
 def test_missing_fashion_mnist_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch, no_download):
     monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST", (str(tmp_path / "nowhere"),))
     with pytest.raises(DatasetNotFoundError) as e:
