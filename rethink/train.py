@@ -131,10 +131,10 @@ def train(model: nn.Module, train_loader, test_loader, schedule: Schedule, *,
     path continues from the last saved epoch, and the metrics say so (``resumed_at_epoch``).  The caller makes the
     path unique to everything that determines the training, and removes the file once it has kept the result.
     ``fresh`` (a restart) removes an earlier attempt's state first, so the training starts over."""
-    perf = _perf(perf, _device(model))
+    if state_path is not None and fresh:
+        Path(state_path).unlink(missing_ok=True)
+    perf = _perf_continued(state_path, perf or PerfConfig(), _device(model))
     state = TrainingState(state_path, schedule, perf, _device(model)) if state_path is not None else None
-    if state is not None and fresh:
-        state.path.unlink(missing_ok=True)
     with speed_setup(model, perf) as forward:
         metrics = _train(model, train_loader, test_loader, schedule, after_backward, on_epoch_end, progress, desc,
                          perf, forward, state)
@@ -143,6 +143,26 @@ def train(model: nn.Module, train_loader, test_loader, schedule: Schedule, *,
     # written later (a cached large model) names only its own process's threads in its provenance
     metrics["threads"] = torch.get_num_threads()
     return metrics
+
+
+def _perf_continued(state_path, perf: PerfConfig, device: torch.device) -> PerfConfig:
+    """``perf`` resolved for ``device``, except that a saved state's speed settings win where ``perf`` left them
+    to the machine (``auto``): a training carried from a CPU without bf16 to one with it (README, ``cache --save``)
+    continues in fp32, as it began, instead of starting over."""
+    resolved = _perf(perf, device)
+    if state_path is None or not Path(state_path).exists():
+        return resolved
+    try:
+        saved = PerfConfig(**torch.load(state_path, map_location="cpu", weights_only=True)["perf"])
+    except Exception:  # noqa: BLE001 (unreadable: TrainingState.load reports it)
+        return resolved
+    free = dict(amp=perf.amp == "auto", channels_last=perf.channels_last is None,
+                cudnn_benchmark=perf.cudnn_benchmark is None)
+    if saved == resolved or any(getattr(saved, k) != getattr(resolved, k) for k in vars(saved) if not free.get(k)):
+        return resolved
+    warnings.warn(f"training state {state_path} was written under amp={saved.amp}, "
+                  f"channels_last={saved.channels_last}; the training continues under them")
+    return saved
 
 
 STATE_EVERY_S = 30.0  # a lost interval costs at most this much training; a write costs a fraction of a second

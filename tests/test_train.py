@@ -101,6 +101,26 @@ def test_a_state_of_another_training_is_reported_and_the_training_starts_over(tm
         train(*setup(), schedule, perf=PERF, progress=False, state_path=state)
 
 
+def test_a_state_carried_to_a_cpu_with_bf16_continues_in_fp32(tmp_path, every_epoch, monkeypatch):
+    """Speed settings left to the machine (auto) follow the state: a training begun in fp32 on a CPU without bf16
+    continues in fp32 on one with bf16, ending as the uninterrupted fp32 training; explicit settings do not."""
+    schedule, state = Schedule(3, 0.05), tmp_path / "t.state.pt"
+    monkeypatch.setenv("RETHINK_CPU_BF16", "0")
+    model, tr, te = setup()
+    straight = train(model, tr, te, schedule, progress=False)
+    assert straight["perf"]["amp"] == "off"
+    with pytest.raises(Stop):
+        train(*setup(), schedule, progress=False, state_path=state, on_epoch_end=[stop_after(1)])
+    monkeypatch.setenv("RETHINK_CPU_BF16", "1")  # the next machine
+    with pytest.warns(UserWarning, match="written under amp=off.*continues"):
+        resumed = train(*setup(), schedule, progress=False, state_path=state)
+    assert resumed["resumed_at_epoch"] == 1 and resumed["perf"]["amp"] == "off"
+    assert resumed["curve"] == straight["curve"]
+    with pytest.warns(UserWarning, match="another perf.*starting over"):  # bf16 asked for by name: not fp32's
+        again = train(*setup(), schedule, perf=PerfConfig(amp="bf16"), progress=False, state_path=state)
+    assert "resumed_at_epoch" not in again and again["perf"]["amp"] == "bf16"
+
+
 def test_a_run_killed_mid_training_continues_that_training(tmp_path, fashion_root, monkeypatch, every_epoch):
     cfg = smoke_config(tmp_path, fashion_root, arch="vgg11", method="l1-norm", prune_ratio=0.5, epochs=3)
     real_train = experiment.train
