@@ -14,9 +14,9 @@ removes the ``.part`` files, the states of large models whose checkpoint exists,
 Carrying: where the cache does not outlive a session (a fresh machine each time) but a folder does (a commit), a
 training longer than one session still ends: ``--save DIR`` copies the large models and the training states worth
 keeping into DIR, and ``--load DIR`` at the start of the next session copies them back (a state only where the
-cache has none that got as far).  A state loaded from DIR whose training has since ended (its caller removed it
-from the cache once the record or checkpoint was written) is removed from DIR by the next ``--save``; large models
-stay.  The book keeps its own in ``book/checkpoints`` (README, "Long runs").
+cache has none that got as far).  A state carried either way whose training has since ended here (its caller
+removed it from the cache once the record or checkpoint was written; ``--clean`` counts as that) is removed from
+DIR by the next ``--save``, and not loaded again; large models stay.  The book keeps its own in ``book/checkpoints`` (README, "Long runs").
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from .experiment import cache_dir
 from .records import atomic_write_bytes
 
 DAY_S = 86400.0
+DAYS_KEPT = 7.0  # --older-than's default: a state not written for longer was abandoned
 
 
 @dataclass
@@ -74,7 +75,7 @@ def _entry(path: Path, now: float, older_than_days: float) -> Entry:
     return e
 
 
-def cache_entries(root: Optional[Path] = None, older_than_days: float = 7.0) -> list[Entry]:
+def cache_entries(root: Optional[Path] = None, older_than_days: float = DAYS_KEPT) -> list[Entry]:
     """The large models, training states and partial writes under ``root`` (default: the cache), oldest first."""
     root = Path(root) if root is not None else cache_dir()
     now = time.time()
@@ -110,52 +111,65 @@ def clean(entries: list[Entry]) -> list[Entry]:
     return removed
 
 
-LOADED = "loaded-states.json"  # in the cache: the states --load copied in, so that --save knows which ended here
+CARRIED = "carried-states.json"  # in the cache: the states --load or --save carried, so --save knows which ended
+
+
+def _carried(root: Path) -> set:
+    try:
+        return set(json.loads((root / CARRIED).read_text()))
+    except (OSError, ValueError):  # none yet, or a write cut off: nothing is taken for ended
+        return set()
+
+
+def _remember(root: Path, states) -> None:
+    atomic_write_bytes(root / CARRIED, json.dumps(sorted(_carried(root) | set(states)), indent=1).encode())
 
 
 def _epochs_done(e: Entry) -> int:
     return int(e.epochs.split("/")[0]) if e.epochs else -1
 
 
+def _kept(folder: Path, older_than_days: float = float("inf")) -> dict:
+    """The large models and states that ``--clean`` keeps in ``folder``, by relative path (a carried folder's file
+    dates mean nothing: a checkout's)."""
+    entries = cache_entries(folder, older_than_days) if folder.exists() else []
+    return {str(e.path.relative_to(folder)): e for e in entries if e.kind != "partial write" and not e.stale}
+
+
 def load(src: Path, root: Path) -> list[str]:
     """Copy the large models and training states of ``src`` into the cache ``root`` where it has no large model of
-    that name, or no state that got as far; returns the relative paths copied."""
-    have = {e.path.relative_to(root): e for e in cache_entries(root)} if root.exists() else {}
+    that name, or no state that got as far, and the training did not end here already; returns what it copied."""
+    have = _kept(root)
+    ended = {r for r in _carried(root) if not (root / r).exists()}
     copied = []
-    for e in cache_entries(src):
-        rel = e.path.relative_to(src)
-        if e.kind == "partial write" or e.stale:
-            continue
+    for rel, e in _kept(src).items():
         mine = have.get(rel)
-        if mine is not None and (e.kind == "large model" or _epochs_done(mine) >= _epochs_done(e)):
+        if rel in ended or mine is not None and (e.kind == "large model" or _epochs_done(mine) >= _epochs_done(e)):
             continue
         atomic_write_bytes(root / rel, e.path.read_bytes())
-        copied.append(str(rel))
-    states = [r for r in copied if r.endswith(".state.pt")]
-    loaded = root / LOADED
-    earlier = json.loads(loaded.read_text()) if loaded.exists() else []
-    atomic_write_bytes(loaded, json.dumps(sorted(set(earlier) | set(states)), indent=1).encode())
+        copied.append(rel)
+    _remember(root, [r for r in copied if r.endswith(".state.pt")])
     return copied
 
 
 def save(dst: Path, root: Path) -> tuple[list[str], list[str]]:
     """Copy into ``dst`` the cache's large models and the training states that ``--clean`` keeps, unless ``dst``
-    has the same bytes; remove from ``dst`` the states of trainings that ended (loaded from it by :func:`load`
-    and since removed from the cache, or whose large model is now in ``dst``).  Returns (copied, removed)."""
-    copied, removed = [], []
-    entries = cache_entries(root) if root.exists() else []
-    for e in entries:
-        if e.kind == "partial write" or e.stale:
-            continue
-        rel = e.path.relative_to(root)
+    has the same bytes or a state that got further; remove from ``dst`` the states of trainings that ended (carried
+    by this cache and since removed from it by their caller, or whose large model is now in ``dst``).  Returns
+    (copied, removed)."""
+    theirs = _kept(dst)
+    copied = []
+    for rel, e in _kept(root, DAYS_KEPT).items():
+        other = theirs.get(rel)
         data = e.path.read_bytes()
-        if (dst / rel).exists() and (dst / rel).read_bytes() == data:
+        if other is not None and (other.path.read_bytes() == data or _epochs_done(other) > _epochs_done(e)):
             continue
         atomic_write_bytes(dst / rel, data)
-        copied.append(str(rel))
-    loaded = root / LOADED
-    ended = {r for r in (json.loads(loaded.read_text()) if loaded.exists() else []) if not (root / r).exists()}
-    for e in cache_entries(dst) if dst.exists() else []:
+        copied.append(rel)
+    _remember(root, [r for r in copied if r.endswith(".state.pt")])
+    ended = {r for r in _carried(root) if not (root / r).exists()}
+    removed = []
+    for e in cache_entries(dst, older_than_days=float("inf")) if dst.exists() else []:
         rel = str(e.path.relative_to(dst))
         if e.kind == "training state" and (rel in ended or e.stale == "its large model is cached"):
             e.path.unlink()
@@ -168,7 +182,7 @@ def add_parser(sub) -> None:
                                      "--clean removes leftovers")
     p.add_argument("--clean", action="store_true", help="remove partial writes, states of cached large models and "
                                                         "states not written for --older-than days")
-    p.add_argument("--older-than", type=float, default=7.0, metavar="DAYS",
+    p.add_argument("--older-than", type=float, default=DAYS_KEPT, metavar="DAYS",
                    help="a training state not written for this many days counts as abandoned (default 7)")
     p.add_argument("--save", metavar="DIR", help="copy the large models and training states worth keeping into DIR "
                                                  "(e.g. book/checkpoints, committed), for a later session's --load")

@@ -50,7 +50,8 @@ def scratch_b_epochs(epochs: int, flops_large: int, flops_pruned: int, dataset: 
 
 def cache_dir() -> Path:
     """$RETHINK_CACHE, else ~/.cache/rethink."""
-    return Path(os.environ.get("RETHINK_CACHE") or Path.home() / ".cache" / "rethink")
+    # absolute: the sweep's workers run in the grid's folder
+    return Path(os.environ.get("RETHINK_CACHE") or Path.home() / ".cache" / "rethink").expanduser().resolve()
 
 
 def original_widths(cfg: RunConfig) -> list:
@@ -270,8 +271,10 @@ def training_state_path(record: Path, cfg: RunConfig, *what) -> Path:
     """Where a training behind ``record`` keeps its state while it runs (``rethink.train.TrainingState``): in the
     cache, named by the record and a hash of the settings and ``what`` (everything else that determines the
     training: widths, schedule, which of the record's trainings), so that only the very same training continues
-    from it.  The seed list does not count: seeds run apart continue what a run of all of them began."""
-    what = [str(Path(record).resolve()), dataclasses.replace(cfg, seeds=()).to_dict(), *what]
+    from it.  The seed list does not count: seeds run apart continue what a run of all of them began; nor do the
+    speed settings, which the state holds and checks itself (``rethink.train``: those left to the machine follow
+    the state, so a training carried to a machine with other defaults continues)."""
+    what = [str(Path(record).resolve()), dataclasses.replace(cfg, seeds=(), perf=None).to_dict(), *what]
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_dir() / "training-states" / f"{Path(record).stem}-{digest}.state.pt"
 
@@ -290,11 +293,14 @@ def same_settings(rec: dict | None, cfg: RunConfig, any_method: bool = False) ->
     """Whether ``rec`` is a readable record written under ``cfg``'s settings.  The seed list never counts: a seed's
     record is the same whichever other seeds ran with it, so seeds run as separate processes (``run --seeds 1``)
     are reused by a run of all of them.  With ``any_method`` the method setting does not count either: a baseline
-    is shared by every method setting, and a scratch twin comes from another method."""
+    is shared by every method setting, and a scratch twin comes from another method.  The speed settings never
+    count (:class:`rethink.config.PerfConfig`: they do not change the protocol): a row's seeds may come from
+    machines with and without bf16, and a record names what its training used."""
     if rec is None or file_format(rec) not in READABLE_FORMATS or "config" not in rec:
         return False
     theirs = RunConfig.from_dict(rec["config"])
-    return dataclasses.replace(theirs, seeds=cfg.seeds, prune=cfg.prune if any_method else theirs.prune) == cfg
+    return dataclasses.replace(theirs, seeds=cfg.seeds, perf=cfg.perf,
+                               prune=cfg.prune if any_method else theirs.prune) == cfg
 
 
 def _record_path(out: Path, cfg: RunConfig, regime: str, seed: int) -> Path:

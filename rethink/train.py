@@ -133,7 +133,7 @@ def train(model: nn.Module, train_loader, test_loader, schedule: Schedule, *,
     ``fresh`` (a restart) removes an earlier attempt's state first, so the training starts over."""
     if state_path is not None and fresh:
         Path(state_path).unlink(missing_ok=True)
-    perf = _perf_continued(state_path, perf or PerfConfig(), _device(model))
+    perf = _perf_continued(state_path, perf, _device(model), schedule)
     state = TrainingState(state_path, schedule, perf, _device(model)) if state_path is not None else None
     with speed_setup(model, perf) as forward:
         metrics = _train(model, train_loader, test_loader, schedule, after_backward, on_epoch_end, progress, desc,
@@ -145,20 +145,26 @@ def train(model: nn.Module, train_loader, test_loader, schedule: Schedule, *,
     return metrics
 
 
-def _perf_continued(state_path, perf: PerfConfig, device: torch.device) -> PerfConfig:
-    """``perf`` resolved for ``device``, except that a saved state's speed settings win where ``perf`` left them
-    to the machine (``auto``): a training carried from a CPU without bf16 to one with it (README, ``cache --save``)
-    continues in fp32, as it began, instead of starting over."""
+def _perf_continued(state_path, perf: PerfConfig | None, device: torch.device, schedule: Schedule) -> PerfConfig:
+    """``perf`` resolved for ``device``, except that a saved state of this schedule and device type written under
+    other speed settings keeps them where ``perf``'s are this machine's own defaults (amp, channels_last,
+    cudnn.benchmark as ``auto`` resolves them here): a training carried from a CPU without bf16 to one with it
+    (README, ``cache --save``) continues in fp32, as it began, instead of starting over.  A setting that differs
+    from this machine's default was asked for, and must match the state's (:class:`TrainingState`)."""
     resolved = _perf(perf, device)
     if state_path is None or not Path(state_path).exists():
         return resolved
     try:
-        saved = PerfConfig(**torch.load(state_path, map_location="cpu", weights_only=True)["perf"])
-    except Exception:  # noqa: BLE001 (unreadable: TrainingState.load reports it)
+        s = torch.load(state_path, map_location="cpu", weights_only=True)
+        saved = PerfConfig(**s["perf"])
+    except Exception:  # noqa: BLE001 (unreadable or foreign: TrainingState.load reports it)
         return resolved
-    free = dict(amp=perf.amp == "auto", channels_last=perf.channels_last is None,
-                cudnn_benchmark=perf.cudnn_benchmark is None)
-    if saved == resolved or any(getattr(saved, k) != getattr(resolved, k) for k in vars(saved) if not free.get(k)):
+    if saved == resolved or s.get("device") != device.type or s.get("schedule") != dataclasses.asdict(schedule):
+        return resolved
+    default = _perf(PerfConfig(compile=resolved.compile), device)
+    asked = ["compile"] + [k for k in ("amp", "channels_last", "cudnn_benchmark")  # compile: the profile's choice
+                           if getattr(resolved, k) != getattr(default, k)]
+    if any(getattr(saved, k) != getattr(resolved, k) for k in asked):
         return resolved
     warnings.warn(f"training state {state_path} was written under amp={saved.amp}, "
                   f"channels_last={saved.channels_last}; the training continues under them")

@@ -107,6 +107,8 @@ def test_save_and_load_carry_a_training_to_the_next_session(tmp_path, monkeypatc
     assert main(["cache", "--save", str(carry)]) == 0            # nothing changed: nothing rewritten
     assert "saved 0 file(s)" in capsys.readouterr().out
 
+    for p in carry.rglob("*.pt"):                                # a checkout's file dates mean nothing
+        age(p, 30)
     monkeypatch.setenv("RETHINK_CACHE", str(second))            # the next session: an empty cache
     (second / "training-states").mkdir(parents=True)
     further = second / "training-states" / "run-scratch-b-s0-bbbb.state.pt"
@@ -129,10 +131,26 @@ def test_save_and_load_carry_a_training_to_the_next_session(tmp_path, monkeypatc
     assert torch.load(carry / "training-states" / "run-scratch-b-s0-bbbb.state.pt",
                       weights_only=True)["curve"][-1]["epoch"] == 2
 
-    # a state this cache never loaded (another session's, not loaded here) is not taken for one that ended
-    monkeypatch.setenv("RETHINK_CACHE", str(tmp_path / "cache3"))
+    # loading again (a second `make runs`) does not bring back the state of the training that ended
+    assert main(["cache", "--load", str(carry)]) == 0
+    assert "loaded 0 file(s)" in capsys.readouterr().out
+
+    # a state this cache never carried (another session's, not loaded here) is not taken for one that ended, and a
+    # cache that got less far does not overwrite it
+    third = tmp_path / "cache3"
+    monkeypatch.setenv("RETHINK_CACHE", str(third))
+    interrupted_state(third / "training-states" / "run-scratch-b-s0-bbbb.state.pt", 1)
     assert main(["cache", "--save", str(carry)]) == 0
-    assert (carry / "training-states" / "run-scratch-b-s0-bbbb.state.pt").exists()
+    assert "saved 0 file(s)" in capsys.readouterr().out
+    assert torch.load(carry / "training-states" / "run-scratch-b-s0-bbbb.state.pt",
+                      weights_only=True)["curve"][-1]["epoch"] == 2
+
+    # a state saved, whose training then ends in the same session, leaves the folder at the next save
+    monkeypatch.setenv("RETHINK_CACHE", str(second))
+    (second / "training-states" / "run-scratch-b-s0-bbbb.state.pt").unlink()
+    assert main(["cache", "--save", str(carry)]) == 0
+    assert "training-states/run-scratch-b-s0-bbbb.state.pt" in capsys.readouterr().out
+    assert not (carry / "training-states" / "run-scratch-b-s0-bbbb.state.pt").exists()
 
 
 def test_load_from_a_missing_folder_says_so(tmp_path, monkeypatch):

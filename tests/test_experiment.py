@@ -60,6 +60,9 @@ def test_second_run_reuses_baseline_and_finished_runs(tmp_path, fashion_root, mo
     monkeypatch.setattr(experiment, "train", no_training)
     second = run_experiment(cfg, progress=False)
     assert [r["metrics"] for r in second] == [r["metrics"] for r in first]
+    # on a machine with other speed settings (bf16 there, fp32 here) the records are still this run's
+    other_machine = dataclasses.replace(cfg, perf=dataclasses.replace(cfg.perf, amp="bf16", channels_last=True))
+    assert [r["metrics"] for r in run_experiment(other_machine, progress=False)] == [r["metrics"] for r in first]
 
     # another variant of the same baseline: the baseline comes from the cache, the regimes are trained
     monkeypatch.undo()

@@ -10,7 +10,7 @@ import torch
 
 from conftest import smoke_config
 from rethink import experiment, train as train_module
-from rethink.config import PerfConfig
+from rethink.config import PerfConfig, resolve_perf
 from rethink.data import DATASETS, TensorLoader
 from rethink.experiment import cache_dir, run_experiment
 from rethink.models import default_widths, get_model, scale_widths
@@ -70,7 +70,9 @@ def test_an_interrupted_training_ends_as_an_uninterrupted_one(tmp_path, every_ep
     assert all(torch.equal(model4.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
-def test_a_state_of_another_training_is_reported_and_the_training_starts_over(tmp_path, every_epoch):
+def test_a_state_of_another_training_is_reported_and_the_training_starts_over(tmp_path, every_epoch, monkeypatch):
+    # a machine whose own choice is bf16, so that fp32 below is asked for (test_a_state_carried_... has the other)
+    monkeypatch.setenv("RETHINK_CPU_BF16", "1")
     state, schedule = tmp_path / "t.state.pt", Schedule(3, 0.05)
     model, tr, te = setup()
     straight = train(model, tr, te, schedule, perf=PERF, progress=False)
@@ -102,8 +104,9 @@ def test_a_state_of_another_training_is_reported_and_the_training_starts_over(tm
 
 
 def test_a_state_carried_to_a_cpu_with_bf16_continues_in_fp32(tmp_path, every_epoch, monkeypatch):
-    """Speed settings left to the machine (auto) follow the state: a training begun in fp32 on a CPU without bf16
-    continues in fp32 on one with bf16, ending as the uninterrupted fp32 training; explicit settings do not."""
+    """Speed settings that are the machine's own defaults follow the state: a training begun in fp32 on a CPU
+    without bf16 continues in fp32 on one with bf16 (as the run's resolved config asks for bf16 there), ending as
+    the uninterrupted fp32 training; a setting asked for against the machine's default does not."""
     schedule, state = Schedule(3, 0.05), tmp_path / "t.state.pt"
     monkeypatch.setenv("RETHINK_CPU_BF16", "0")
     model, tr, te = setup()
@@ -113,10 +116,12 @@ def test_a_state_carried_to_a_cpu_with_bf16_continues_in_fp32(tmp_path, every_ep
         train(*setup(), schedule, progress=False, state_path=state, on_epoch_end=[stop_after(1)])
     monkeypatch.setenv("RETHINK_CPU_BF16", "1")  # the next machine
     with pytest.warns(UserWarning, match="written under amp=off.*continues"):
-        resumed = train(*setup(), schedule, progress=False, state_path=state)
+        resumed = train(*setup(), schedule, perf=resolve_perf(PerfConfig(), "cpu"), progress=False, state_path=state)
     assert resumed["resumed_at_epoch"] == 1 and resumed["perf"]["amp"] == "off"
     assert resumed["curve"] == straight["curve"]
-    with pytest.warns(UserWarning, match="another perf.*starting over"):  # bf16 asked for by name: not fp32's
+    # bf16 asked for by name where the machine's own choice is fp32: not the state's settings, so it starts over
+    monkeypatch.setenv("RETHINK_CPU_BF16", "0")
+    with pytest.warns(UserWarning, match="another perf.*starting over"):
         again = train(*setup(), schedule, perf=PerfConfig(amp="bf16"), progress=False, state_path=state)
     assert "resumed_at_epoch" not in again and again["perf"]["amp"] == "bf16"
 
