@@ -16,7 +16,8 @@ training longer than one session still ends: ``--save DIR`` copies the large mod
 keeping into DIR, and ``--load DIR`` at the start of the next session copies them back (a state only where the
 cache has none that got as far).  A state carried either way whose training has since ended here (its caller
 removed it from the cache once the record or checkpoint was written; ``--clean`` counts as that) is removed from
-DIR by the next ``--save``, and not loaded again; large models stay.  The book keeps its own in ``book/checkpoints`` (README, "Long runs").
+DIR by the next ``--save``, and not loaded again; large models stay.  The book keeps its own in
+``book/checkpoints`` (README, "Reproduce every table").
 """
 from __future__ import annotations
 
@@ -129,6 +130,15 @@ def _epochs_done(e: Entry) -> int:
     return int(e.epochs.split("/")[0]) if e.epochs else -1
 
 
+def _identity(path: Path) -> Optional[dict]:
+    """What a state must share with a training to continue it (rethink.train.TrainingState)."""
+    try:
+        s = torch.load(path, map_location="cpu", weights_only=True)
+        return {k: s.get(k) for k in ("schedule", "perf", "device")}
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _kept(folder: Path, older_than_days: float = float("inf")) -> dict:
     """The large models and states that ``--clean`` keeps in ``folder``, by relative path (a carried folder's file
     dates mean nothing: a checkout's)."""
@@ -154,16 +164,17 @@ def load(src: Path, root: Path) -> list[str]:
 
 def save(dst: Path, root: Path) -> tuple[list[str], list[str]]:
     """Copy into ``dst`` the cache's large models and the training states that ``--clean`` keeps, unless ``dst``
-    has the same bytes or a state that got further; remove from ``dst`` the states of trainings that ended (carried
-    by this cache and since removed from it by their caller, or whose large model is now in ``dst``).  Returns
-    (copied, removed)."""
+    has the same bytes or a state of the same training (schedule, speed settings, device) that got further;
+    remove from ``dst`` the states of trainings that ended (carried by this cache and since removed from it by
+    their caller, or whose large model is now in ``dst``).  Returns (copied, removed)."""
     theirs = _kept(dst)
     copied = []
     for rel, e in _kept(root, DAYS_KEPT).items():
         other = theirs.get(rel)
         data = e.path.read_bytes()
-        if other is not None and (other.path.read_bytes() == data or _epochs_done(other) > _epochs_done(e)):
-            continue
+        if other is not None and (other.path.read_bytes() == data or _epochs_done(other) > _epochs_done(e)
+                                  and _identity(other.path) == _identity(e.path)):
+            continue  # the same, or the same training further along (one this cache could not use is replaced)
         atomic_write_bytes(dst / rel, data)
         copied.append(rel)
     _remember(root, [r for r in copied if r.endswith(".state.pt")])

@@ -130,6 +130,15 @@ def get_baseline(cfg: RunConfig, seed: int, info: DatasetInfo, train_loader, tes
     return model, metrics, False
 
 
+def config_used(cfg: RunConfig, metrics: dict) -> dict:
+    """``cfg`` as a record keeps it, with the speed settings its training used (``metrics["perf"]``): a training
+    carried from another machine continues under its own (``rethink.train``)."""
+    d = cfg.to_dict()
+    if metrics.get("perf"):
+        d["perf"] = {**d["perf"], **metrics["perf"]}
+    return d
+
+
 def baseline_tag(cfg: RunConfig) -> str:
     """"unpruned" for a plainly trained large model, else the method's tag (e.g. "slimming-l1e-05")."""
     training = baseline_training(cfg.prune.method, cfg.arch, cfg.prune)
@@ -194,7 +203,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             base_info, weights_used = _model_info(base, info), True
             # rewritten when it is not this baseline's, or was written under other settings
             if not same_settings(rec, cfg, any_method=True) or rec["metrics"] != base_metrics:
-                rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=cfg.to_dict(),
+                rec = dict(run_id=path.stem, regime="baseline", seed=seed, config=config_used(cfg, base_metrics),
                            metrics=base_metrics, model=base_info, baseline_cached=cached, baseline_tag=tag,
                            provenance=provenance(cfg.device, base_metrics.get("train_time_s", time.time() - t0)))
                 write_record(rec, path)
@@ -237,7 +246,8 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
             twin = None if regime == "fine-tune" or result.masks else scratch_twin(out, cfg, regime, seed,
                                                                                       result.widths, schedule.epochs)
             if twin is not None:  # the same training under another method's name: reuse it, say whose it is
-                rec = dict(twin, **ours, shared_from=twin.get("shared_from", twin["run_id"]),
+                rec = dict(twin, **ours, shared_from=twin.get("shared_from", twin["run_id"]))
+                rec.update(config=config_used(cfg, twin["metrics"]),
                            prune=dict(clamped=result.clamped, trained_sparsity=twin["prune"]["trained_sparsity"],
                                       **report))
                 write_record(rec, path)
@@ -257,7 +267,7 @@ def run_experiment(cfg: RunConfig, progress: bool = True, resume: bool = True,
                             desc=f"{regime} {cfg.prune.variant or cfg.arch} seed {seed}", perf=cfg.perf,
                             after_backward=hooks.after_backward, on_epoch_end=hooks.on_epoch_end,
                             state_path=state, fresh=not resume)
-            rec = dict(**ours, metrics=metrics,
+            rec = dict(ours, config=config_used(cfg, metrics), metrics=metrics,
                        # measured after training: a mask that did not hold would show here
                        prune=dict(clamped=result.clamped, trained_sparsity=round(sparsity(model), 6), **report),
                        provenance=provenance(cfg.device, time.time() - t0 + earlier_train_s([metrics])))
@@ -350,10 +360,10 @@ def _recorded_pruning(out: Path, cfg: RunConfig, seed: int, wanted: list) -> dic
 
 def scratch_twin(out: Path, cfg: RunConfig, regime: str, seed: int, widths: list, epochs: int) -> dict | None:
     """A finished scratch record of another method that is the same training as ``regime`` of ``cfg``: same data,
-    profile, schedule and perf settings, same architecture and widths, same seed and epochs, no mask.  A scratch
-    model inherits nothing from pruning but its widths (``torch.manual_seed(seed)``, then a fresh model), so two
-    methods that reach the same widths (ThiNet and channel pruning at one ratio for every layer) would train it
-    twice, bit for bit; the second one's record is a copy that names the first (``shared_from``)."""
+    profile and schedule, same architecture and widths, same seed and epochs, no mask.  A scratch model inherits
+    nothing from pruning but its widths (``torch.manual_seed(seed)``, then a fresh model), so two methods that
+    reach the same widths (ThiNet and channel pruning at one ratio for every layer) would train it twice (bit for
+    bit under the same speed settings); the second one's record is a copy that names the first (``shared_from``)."""
     for path in sorted(out.glob(f"{cfg.data.dataset}-{cfg.profile}-*-{regime}-s{seed}.json")):
         rec = read_record(path)
         if (not same_settings(rec, cfg, any_method=True) or rec.get("regime") != regime or rec.get("seed") != seed

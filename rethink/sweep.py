@@ -517,7 +517,9 @@ def _worker_main(argv: list[str]) -> int:
 
 def task_env(threads: int, gpu: Optional[str] = None) -> dict:
     """Environment of a worker: torch/OpenMP threads; the GPU it may see (None: leave as is)."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    from .experiment import cache_dir
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1",
+               RETHINK_CACHE=str(cache_dir()))  # absolute: a worker runs in its grid's folder
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     return env

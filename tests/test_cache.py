@@ -145,6 +145,14 @@ def test_save_and_load_carry_a_training_to_the_next_session(tmp_path, monkeypatc
     assert torch.load(carry / "training-states" / "run-scratch-b-s0-bbbb.state.pt",
                       weights_only=True)["curve"][-1]["epoch"] == 2
 
+    # but one this cache could not continue (another schedule: it started over) does not hold its state back
+    (third / "training-states" / "run-scratch-b-s0-bbbb.state.pt").unlink()
+    interrupted_state(third / "training-states" / "run-scratch-b-s0-bbbb.state.pt", 1, epochs=4)
+    assert main(["cache", "--save", str(carry)]) == 0
+    assert "saved 1 file(s)" in capsys.readouterr().out
+    assert torch.load(carry / "training-states" / "run-scratch-b-s0-bbbb.state.pt",
+                      weights_only=True)["schedule"]["epochs"] == 4
+
     # a state saved, whose training then ends in the same session, leaves the folder at the next save
     monkeypatch.setenv("RETHINK_CACHE", str(second))
     (second / "training-states" / "run-scratch-b-s0-bbbb.state.pt").unlink()

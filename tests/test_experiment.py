@@ -34,7 +34,7 @@ def test_records_hold_config_metrics_model_and_provenance(tmp_path, fashion_root
         m = r["metrics"]
         assert len(m["curve"]) == m["epochs"] and m["best_acc"] == max(c["test_acc"] for c in m["curve"])
         assert m["final_acc"] == m["curve"][-1]["test_acc"]
-        assert r["config"] == cfg.to_dict()
+        assert r["config"] == cfg.to_dict() and r["config"]["perf"] == m["perf"]
         assert {"git_sha", "torch", "device", "wall_time_s"} <= set(r["provenance"])
         assert r["model"]["params"] > 0 and r["model"]["flops"] > 0
     by = {(r["regime"], r["seed"]): r for r in records}
@@ -60,8 +60,10 @@ def test_second_run_reuses_baseline_and_finished_runs(tmp_path, fashion_root, mo
     monkeypatch.setattr(experiment, "train", no_training)
     second = run_experiment(cfg, progress=False)
     assert [r["metrics"] for r in second] == [r["metrics"] for r in first]
-    # on a machine with other speed settings (bf16 there, fp32 here) the records are still this run's
-    other_machine = dataclasses.replace(cfg, perf=dataclasses.replace(cfg.perf, amp="bf16", channels_last=True))
+    # on a machine with other speed settings (bf16 or fp32) the records are still this run's
+    bf16 = cfg.perf.amp == "bf16"  # the opposite of this machine's
+    other_machine = dataclasses.replace(cfg, perf=dataclasses.replace(cfg.perf, amp="off" if bf16 else "bf16",
+                                                                      channels_last=not bf16))
     assert [r["metrics"] for r in run_experiment(other_machine, progress=False)] == [r["metrics"] for r in first]
 
     # another variant of the same baseline: the baseline comes from the cache, the regimes are trained

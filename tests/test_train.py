@@ -127,6 +127,8 @@ def test_a_state_carried_to_a_cpu_with_bf16_continues_in_fp32(tmp_path, every_ep
 
 
 def test_a_run_killed_mid_training_continues_that_training(tmp_path, fashion_root, monkeypatch, every_epoch):
+    """... also on the next machine, whose CPU has bf16 where this one's had none (its state carried there)."""
+    monkeypatch.setenv("RETHINK_CPU_BF16", "0")
     cfg = smoke_config(tmp_path, fashion_root, arch="vgg11", method="l1-norm", prune_ratio=0.5, epochs=3)
     real_train = experiment.train
 
@@ -140,6 +142,11 @@ def test_a_run_killed_mid_training_continues_that_training(tmp_path, fashion_roo
     states = list((cache_dir() / "training-states").glob("*scratch-e-s0-*.state.pt"))
     assert len(states) == 1
     monkeypatch.setattr(experiment, "train", real_train)
-    rec = run_experiment(cfg, progress=False, regimes=("scratch-e",))[-1]
+    monkeypatch.setenv("RETHINK_CPU_BF16", "1")
+    there = smoke_config(tmp_path, fashion_root, arch="vgg11", method="l1-norm", prune_ratio=0.5, epochs=3)
+    assert there.perf.amp == "bf16"
+    with pytest.warns(UserWarning, match="written under amp=off"):
+        rec = run_experiment(there, progress=False, regimes=("scratch-e",))[-1]
     assert rec["regime"] == "scratch-e" and rec["metrics"]["resumed_at_epoch"] == 1
     assert len(rec["metrics"]["curve"]) == 3 and not states[0].exists()
+    assert rec["metrics"]["perf"]["amp"] == rec["config"]["perf"]["amp"] == "off"  # the record names what it used
