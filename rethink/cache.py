@@ -31,6 +31,7 @@ import torch
 
 from .experiment import cache_dir
 from .records import atomic_write_bytes
+from .train import TrainingState
 
 DAY_S = 86400.0
 DAYS_KEPT = 7.0  # --older-than's default: a state not written for longer was abandoned
@@ -122,6 +123,11 @@ def _carried(root: Path) -> set:
         return set()
 
 
+def _ended(root: Path) -> set:
+    """The carried states whose training ended here: their caller removed them from the cache."""
+    return {r for r in _carried(root) if not (root / r).exists()}
+
+
 def _remember(root: Path, states) -> None:
     atomic_write_bytes(root / CARRIED, json.dumps(sorted(_carried(root) | set(states)), indent=1).encode())
 
@@ -134,7 +140,7 @@ def _identity(path: Path) -> Optional[dict]:
     """What a state must share with a training to continue it (rethink.train.TrainingState)."""
     try:
         s = torch.load(path, map_location="cpu", weights_only=True)
-        return {k: s.get(k) for k in ("schedule", "perf", "device")}
+        return {k: s.get(k) for k in TrainingState.IDENTITY}
     except Exception:  # noqa: BLE001
         return None
 
@@ -150,7 +156,7 @@ def load(src: Path, root: Path) -> list[str]:
     """Copy the large models and training states of ``src`` into the cache ``root`` where it has no large model of
     that name, or no state that got as far, and the training did not end here already; returns what it copied."""
     have = _kept(root)
-    ended = {r for r in _carried(root) if not (root / r).exists()}
+    ended = _ended(root)
     copied = []
     for rel, e in _kept(src).items():
         mine = have.get(rel)
@@ -178,7 +184,7 @@ def save(dst: Path, root: Path) -> tuple[list[str], list[str]]:
         atomic_write_bytes(dst / rel, data)
         copied.append(rel)
     _remember(root, [r for r in copied if r.endswith(".state.pt")])
-    ended = {r for r in _carried(root) if not (root / r).exists()}
+    ended = _ended(root)
     removed = []
     for e in cache_entries(dst, older_than_days=float("inf")) if dst.exists() else []:
         rel = str(e.path.relative_to(dst))

@@ -183,6 +183,8 @@ class TrainingState:
     ends with the very weights of an uninterrupted one; on a GPU, where cudnn.benchmark chooses kernels per
     process, it is the same training continued, not bit for bit."""
 
+    IDENTITY = ("schedule", "perf", "device")  # the keys of ``identity`` (rethink.cache compares two states by them)
+
     def __init__(self, path, schedule: Schedule, perf: PerfConfig, device: torch.device):
         self.path, self.last_write = Path(path), time.monotonic()
         self.identity = dict(schedule=dataclasses.asdict(schedule), perf=dict(vars(perf)), device=device.type)
